@@ -1,0 +1,85 @@
+"""Exit statuses and the errors that carry them.
+
+This is the one place where the exit-status table lives: every failure is raised as a
+subclass of HookError and turned into a status once, at the entry point.
+"""
+
+import enum
+
+
+class ExitStatus(enum.IntEnum):
+    OK = 0
+    USAGE = 64  # wrong arguments, invalid interface name, hook name maps to no segment
+    DATAERR = 65  # the interface is not a TAP device
+    UNAVAILABLE = 69  # TAP, bridge or uplink missing; offload check failed under enforce
+    SOFTWARE = 70  # unexpected internal error
+    OSERR = 71  # the kernel refused an operation
+    TEMPFAIL = 75  # a lock could not be taken in time
+    NOPERM = 77  # no CAP_NET_ADMIN; config file insecure; access denied
+    CONFIG = 78  # config missing, unreadable or invalid
+
+
+class HookError(Exception):
+    """A failure with a message for the user (what happened and what to do)."""
+
+    status = ExitStatus.SOFTWARE
+
+
+class UsageError(HookError):
+    status = ExitStatus.USAGE
+
+
+class NotATapError(HookError):
+    status = ExitStatus.DATAERR
+
+
+class UnavailableError(HookError):
+    status = ExitStatus.UNAVAILABLE
+
+
+class KernelError(HookError):
+    status = ExitStatus.OSERR
+
+
+class LockTimeout(HookError):
+    status = ExitStatus.TEMPFAIL
+
+
+class PermissionDenied(HookError):
+    status = ExitStatus.NOPERM
+
+
+class ConfigError(HookError):
+    status = ExitStatus.CONFIG
+
+
+def run_guarded(label: str, body) -> int:
+    """Run `body()` and turn its outcome into an exit status, printing at most one line.
+
+    This is the only place where errors become exit statuses. An unexpected exception
+    is a bug: its traceback goes to syslog, the user gets one line and status 70."""
+    import sys
+
+    try:
+        body()
+        return ExitStatus.OK
+    except HookError as error:
+        print(f"qemu-ifhooks: {label}: {error}", file=sys.stderr)
+        return error.status
+    except KeyboardInterrupt:
+        print(f"qemu-ifhooks: {label}: interrupted", file=sys.stderr)
+        return ExitStatus.SOFTWARE
+    except Exception as error:  # noqa: BLE001 - the last line of defence
+        import os
+        import syslog
+        import traceback
+
+        from .log import emit
+
+        for line in traceback.format_exc().splitlines():
+            emit(syslog.LOG_DEBUG, f"{label}: {line}")
+        if os.environ.get("QEMU_IFHOOKS_DEBUG"):
+            traceback.print_exc()
+        print(f"qemu-ifhooks: {label}: internal error: {type(error).__name__}: {error} "
+              f"(traceback in syslog; please report it)", file=sys.stderr)
+        return ExitStatus.SOFTWARE
