@@ -1,0 +1,85 @@
+"""What a hook does, from the name QEMU runs it by (the basename of argv[0]).
+
+ifup-vlan<N> / ifdown-vlan<N>   segment vlan.N (always valid)
+ifup-<bridge> / ifdown-<bridge> the one segment whose bridge is <bridge>
+anything else                   action from "down"/"up" in the name; segment from the
+                                `match` globs, else [defaults] vlan
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from .config import MAX_VLAN, Config, Segment
+from .errors import UsageError
+
+IFUP, IFDOWN = "ifup", "ifdown"
+
+
+@dataclass(frozen=True)
+class HookName:
+    action: str  # IFUP or IFDOWN
+    vlan: Optional[int] = None
+    bridge: Optional[str] = None  # neither vlan nor bridge: a generic name
+
+    @property
+    def generic(self) -> bool:
+        return self.vlan is None and self.bridge is None
+
+
+def _vlan_number(text: str) -> Optional[int]:
+    if text.isdigit() and text.isascii() and str(int(text)) == text and int(text) <= MAX_VLAN:
+        return int(text)
+    return None
+
+
+def parse_hook_name(name: str) -> HookName:
+    for action in (IFUP, IFDOWN):
+        prefix = action + "-"
+        if name.startswith(prefix) and len(name) > len(prefix):
+            rest = name[len(prefix):]
+            vlan = _vlan_number(rest[4:]) if rest.startswith("vlan") else None
+            if vlan is not None:
+                return HookName(action, vlan=vlan)
+            return HookName(action, bridge=rest)
+    if "down" in name:
+        return HookName(IFDOWN)
+    if "up" in name:
+        return HookName(IFUP)
+    raise UsageError(f"cannot tell ifup from ifdown by the name {name!r}; install the hook as "
+                     f"ifup-<bridge>/ifdown-<bridge> (qemu-ifhooks install) or use "
+                     f"'qemu-ifhooks hook {{ifup,ifdown}} --vlan N TAP'")
+
+
+def resolve_segment(config: Config, hook: HookName, tap: str) -> Segment:
+    if hook.vlan is not None:
+        segment = config.segment(hook.vlan)
+        if segment is None:
+            raise UsageError(f"no segment vlan.{hook.vlan} in {config.path}")
+        return segment
+    if hook.bridge is not None:
+        segments = config.segments_on(hook.bridge)
+        if not segments:
+            raise UsageError(f"no segment uses bridge {hook.bridge} in {config.path}")
+        if len(segments) > 1:
+            keys = " and ".join(s.key for s in segments)
+            raise UsageError(f"bridge {hook.bridge} is used by {keys}; "
+                             f"name the hook {hook.action}-vlan<N> instead")
+        return segments[0]
+    return _match_generic(config, tap)
+
+
+def _match_generic(config: Config, tap: str) -> Segment:
+    if any(s.match for s in config.segments):
+        from fnmatch import fnmatchcase  # only generic names need globs
+
+        for segment in config.segments:
+            if any(fnmatchcase(tap, glob) for glob in segment.match):
+                return segment
+    if config.default_vlan is not None:
+        segment = config.segment(config.default_vlan)
+        assert segment is not None  # parse_config checked it
+        return segment
+    raise UsageError(f"no segment's match globs fit {tap} and [defaults] vlan is not set "
+                     f"in {config.path}")
