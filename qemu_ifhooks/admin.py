@@ -1,0 +1,78 @@
+"""The admin side of bridges: `up` builds them before the first guest starts, `down`
+removes only what the config declares."""
+
+from __future__ import annotations
+
+from typing import Callable, List, Sequence
+
+from .actions import ensure_bridge, teardown
+from .config import Config, Segment
+from .errors import UsageError, run_guarded
+from .lock import BridgeLock
+from .log import emit, warn
+from .netlink import Netlink
+
+
+def select_bridges(config: Config, vlans: Sequence[int]) -> List[Segment]:
+    """One segment per bridge, for the given VLANs (all when none are given)."""
+    for vlan in vlans:
+        if config.segment(vlan) is None:
+            raise UsageError(f"no segment vlan.{vlan} in {config.path}")
+    chosen, seen = [], set()
+    for segment in config.segments:
+        if (not vlans or segment.vlan in vlans) and segment.bridge not in seen:
+            seen.add(segment.bridge)
+            chosen.append(segment)
+    return chosen
+
+
+def _tracer(verbose: bool) -> Callable[[str], None]:
+    import syslog
+
+    def trace(command: str) -> None:
+        emit(syslog.LOG_INFO, f"admin: {command}")
+        if verbose:
+            print(f"  {command}")
+    return trace
+
+
+def _each_bridge(config: Config, vlans: Sequence[int], verb: str,
+                 action: Callable[[Netlink, Segment], str]) -> int:
+    """Run `action` per bridge; report each on one line; the first failure's status."""
+    status = 0
+    with Netlink() as nl:
+        for segment in select_bridges(config, vlans):
+            def one(segment=segment):
+                print(f"{segment.key}: {segment.bridge}: {action(nl, segment)}")
+            result = run_guarded(f"{verb}: {segment.key}: {segment.bridge}", one)
+            status = status or result
+    return status
+
+
+def up(config: Config, vlans: Sequence[int], verbose: bool) -> int:
+    trace = _tracer(verbose)
+    changed = []
+
+    def build(nl: Netlink, segment: Segment) -> str:
+        changed.clear()
+
+        def record(command: str) -> None:
+            changed.append(command)
+            trace(command)
+        with BridgeLock(segment.bridge) as lock:
+            ensure_bridge(nl, segment, lock, record,
+                          lambda message: warn(f"up: {segment.key}", message))
+        uplink = f" with uplink {segment.uplink}" if segment.uplink else ""
+        return f"{'set up' if changed else 'already up'}{uplink}"
+
+    return _each_bridge(config, vlans, "up", build)
+
+
+def down(config: Config, vlans: Sequence[int], force: bool, verbose: bool) -> int:
+    trace = _tracer(verbose)
+
+    def remove(nl: Netlink, segment: Segment) -> str:
+        return "removed" if teardown(nl, segment, force, trace) else "absent"
+
+    return _each_bridge(config, vlans, "down", remove)
+

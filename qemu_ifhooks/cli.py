@@ -1,0 +1,127 @@
+"""qemu-ifhooks: the admin command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, NoReturn, Optional
+
+from . import __version__
+from .config import MAX_VLAN, load_config
+from .errors import ExitStatus, UsageError, run_guarded
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line and exit 64, like every other failure."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"qemu-ifhooks: {message} (see '{self.prog} --help')", file=sys.stderr)
+        sys.exit(ExitStatus.USAGE)
+
+
+def _vlan(text: str) -> int:
+    if not (text.isdigit() and 0 <= int(text) <= MAX_VLAN):
+        raise argparse.ArgumentTypeError(f"expected a VLAN number 0..{MAX_VLAN}, got {text!r}")
+    return int(text)
+
+
+def build_parser() -> _Parser:
+    common = _Parser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="config file (default: $QEMU_IFHOOKS_CONFIG or "
+                             "/etc/qemu-ifhooks/qemu-ifhooks.toml)")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="print each kernel operation as its ip equivalent")
+
+    parser = _Parser(prog="qemu-ifhooks", parents=[common],
+                     description="QEMU TAP network hooks driven by a TOML bridge-per-VLAN map.")
+    parser.add_argument("--version", action="version", version=f"qemu-ifhooks {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    hook = sub.add_parser("hook", parents=[common],
+                          help="run an ifup/ifdown hook explicitly (as QEMU would)")
+    hook.add_argument("action", choices=["ifup", "ifdown"])
+    which = hook.add_mutually_exclusive_group(required=True)
+    which.add_argument("--vlan", type=_vlan, metavar="N")
+    which.add_argument("--bridge", metavar="BR")
+    hook.add_argument("tap", metavar="TAP")
+
+    up = sub.add_parser("up", parents=[common],
+                        help="create the configured bridges (before the first guest starts)")
+    up.add_argument("vlans", nargs="*", type=_vlan, metavar="VLAN")
+
+    down = sub.add_parser("down", parents=[common], help="delete the configured bridges")
+    down.add_argument("vlans", nargs="*", type=_vlan, metavar="VLAN")
+    down.add_argument("--force", action="store_true",
+                      help="delete bridges that still have ports other than their uplink")
+
+    install = sub.add_parser("install", parents=[common],
+                             help="write ifup-*/ifdown-* hook entries for every segment")
+    install.add_argument("--dir", default=None, metavar="DIR",
+                         help="where to write them (default /etc/qemu-ifhooks)")
+    install.add_argument("--force", action="store_true",
+                         help="replace existing files that qemu-ifhooks did not install")
+
+    uninstall = sub.add_parser("uninstall", parents=[common],
+                               help="remove the hook entries qemu-ifhooks installed")
+    uninstall.add_argument("--dir", default=None, metavar="DIR")
+
+    demo = sub.add_parser("demo", parents=[common],
+                          help="show the hooks at work with QEMU in a throwaway namespace")
+    demo.add_argument("--guest-dir", metavar="DIR", default=None,
+                      help="guest kernel and initramfs (default: build/guest of the source "
+                           "tree or /usr/share/qemu-ifhooks/guest)")
+    demo.add_argument("--no-guest", action="store_true",
+                      help="start QEMU without a guest (only the hooks run)")
+    return parser
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    config_path = getattr(args, "config", None)
+    verbose = getattr(args, "verbose", False)
+    if args.command == "hook":
+        from .hook import run
+        from .hookname import HookName
+
+        name = HookName(args.action, vlan=args.vlan, bridge=args.bridge)
+        label = f"hook {args.action}: {args.tap}"
+        return run_guarded(label, lambda: run(name, args.tap, label, config_path))
+    if args.command in ("up", "down"):
+        from . import admin
+
+        config = load_config(config_path)
+        if args.command == "up":
+            return admin.up(config, args.vlans, verbose)
+        return admin.down(config, args.vlans, args.force, verbose)
+    if args.command == "install":
+        from .install import DEFAULT_DIR, install
+
+        for path in install(load_config(config_path), args.dir or DEFAULT_DIR, args.force):
+            print(f"installed {path}")
+        return 0
+    if args.command == "uninstall":
+        from .install import DEFAULT_DIR, uninstall
+
+        for path in uninstall(args.dir or DEFAULT_DIR):
+            print(f"removed {path}")
+        return 0
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(args.guest_dir, not args.no_guest, verbose)
+    raise UsageError(f"unknown command {args.command}")  # pragma: no cover
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = build_parser().parse_args(argv)
+    status = [0]
+
+    def body() -> None:
+        status[0] = _dispatch(args)
+    failure = run_guarded(args.command, body)
+    sys.exit(failure or status[0])
+
+
+if __name__ == "__main__":
+    main()

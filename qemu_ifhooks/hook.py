@@ -1,0 +1,60 @@
+"""The hook program QEMU runs as script=/downscript= (one multi-call executable).
+
+`qemu-ifhook TAP` under the name ifup-br0, ifdown-vlan1, qemu-ifup, ... (see hookname.py).
+This is the hot path: it imports only the standard library and the project's small
+modules; pyroute2 stays out of it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import List, Optional
+
+from .actions import attach, detach
+from .config import load_config
+from .errors import HookError, UsageError, run_guarded
+from .hookname import IFUP, HookName, parse_hook_name, resolve_segment
+from .ifname import ifname_problem
+from .log import ActionLog, warn
+from .netlink import Netlink
+
+
+def run(hook: HookName, tap: str, label: str, config_path: Optional[str] = None) -> None:
+    """One hook action, logged with its result and duration whatever the outcome."""
+    log = ActionLog(hook.action, tap)
+    try:
+        problem = ifname_problem(tap)
+        if problem:
+            raise UsageError(f"invalid interface name {tap!r}: {problem}")
+        segment = resolve_segment(load_config(config_path), hook, tap)
+        log.bridge, log.vlan = segment.bridge, segment.vlan
+        with Netlink() as nl:
+            if hook.action == IFUP:
+                attach(nl, segment, tap, log.op, lambda message: warn(label, message))
+            else:
+                detach(nl, segment, tap, log.op, log.note)
+    except HookError as error:
+        log.finish("failed", error.status, str(error))
+        raise
+    except Exception as error:
+        log.finish("failed", 70, f"{type(error).__name__}: {error}")
+        raise
+    log.finish("ok")
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    argv = sys.argv if argv is None else argv
+    name = os.path.basename(argv[0]) if argv else "qemu-ifhook"
+    if len(argv) != 2:
+        sys.exit(run_guarded(name, lambda: _usage(name)))
+    tap = argv[1]
+    sys.exit(run_guarded(f"{name}: {tap}", lambda: run(parse_hook_name(name), tap, f"{name}: {tap}")))
+
+
+def _usage(name: str) -> None:
+    raise UsageError(f"usage: {name} TAP (QEMU runs it with the TAP name as the only argument)")
+
+
+if __name__ == "__main__":
+    main()

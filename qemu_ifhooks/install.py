@@ -1,0 +1,93 @@
+"""Install the hook entries QEMU is pointed at: ifup-<bridge>/ifdown-<bridge> symlinks to
+the one hook program (or ifup-vlan<N> where a bridge name alone would be ambiguous)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from typing import List, Tuple
+
+from .config import Config, Segment
+from .errors import HookError, UnavailableError, UsageError
+from .hookname import IFDOWN, IFUP, parse_hook_name, resolve_segment
+
+DEFAULT_DIR = "/etc/qemu-ifhooks"
+PROGRAM = "qemu-ifhook"
+LIBEXEC_PROGRAM = "/usr/libexec/qemu-ifhooks/qemu-ifhook"
+
+
+def hook_program() -> str:
+    """The installed hook program: beside this CLI (a virtualenv's bin/), else the
+    packaged one, else on PATH. QEMU_IFHOOKS_HOOK overrides."""
+    explicit = os.environ.get("QEMU_IFHOOKS_HOOK")
+    candidates = [explicit] if explicit else [
+        os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), PROGRAM),
+        LIBEXEC_PROGRAM,
+        shutil.which(PROGRAM),
+    ]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return os.path.abspath(candidate)
+    raise UnavailableError(f"cannot find the hook program {PROGRAM} "
+                           f"(looked beside {sys.argv[0]}, in {LIBEXEC_PROGRAM} and on PATH)")
+
+
+def _names_resolve_to(config: Config, names: Tuple[str, str], segment: Segment) -> bool:
+    try:
+        return all(resolve_segment(config, parse_hook_name(name), "") == segment
+                   for name in names)
+    except HookError:
+        return False
+
+
+def entry_names(config: Config) -> List[Tuple[str, str]]:
+    """(ifup, ifdown) names per segment: by bridge when that name maps back to exactly
+    this segment, else by VLAN number (always unambiguous)."""
+    names = []
+    for segment in config.segments:
+        by_bridge = (f"{IFUP}-{segment.bridge}", f"{IFDOWN}-{segment.bridge}")
+        if _names_resolve_to(config, by_bridge, segment):
+            names.append(by_bridge)
+        else:
+            names.append((f"{IFUP}-vlan{segment.vlan}", f"{IFDOWN}-vlan{segment.vlan}"))
+    return names
+
+
+def is_ours(path: str) -> bool:
+    return os.path.islink(path) and os.path.basename(os.readlink(path)) == PROGRAM
+
+
+def install(config: Config, directory: str, force: bool) -> List[str]:
+    program = hook_program()
+    paths = [os.path.join(directory, name) for pair in entry_names(config) for name in pair]
+    foreign = [p for p in paths if os.path.lexists(p) and not is_ours(p)]
+    if foreign and not force:
+        raise UsageError(f"{', '.join(foreign)} exist and were not installed by qemu-ifhooks; "
+                         f"pass --force to replace them")
+    try:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        for path in paths:
+            # Replace atomically: a VM starting right now sees the old or the new entry.
+            temporary = f"{path}.qemu-ifhooks-new"
+            if os.path.lexists(temporary):
+                os.unlink(temporary)
+            os.symlink(program, temporary)
+            os.replace(temporary, path)
+    except OSError as e:
+        raise UnavailableError(f"cannot write hooks into {directory}: {e.strerror}") from None
+    return paths
+
+
+def uninstall(directory: str) -> List[str]:
+    removed = []
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        path = os.path.join(directory, name)
+        if name.startswith((f"{IFUP}-", f"{IFDOWN}-")) and is_ours(path):
+            os.unlink(path)
+            removed.append(path)
+    return removed

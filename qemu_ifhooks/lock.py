@@ -1,0 +1,78 @@
+"""Per-bridge file locks, so that concurrent VM starts build a bridge once.
+
+Hooks hold the lock shared while they attach; building or tearing down a bridge takes
+it exclusive. The lock is keyed on the network namespace as well as the bridge name:
+br0 in two namespaces is two bridges.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+from typing import Optional
+
+from .errors import LockTimeout, PermissionDenied
+
+RUN_DIR = "/run/qemu-ifhooks"
+DEFAULT_TIMEOUT = 30.0  # seconds; bridge creation takes milliseconds
+
+
+def lock_timeout() -> float:
+    try:
+        return float(os.environ.get("QEMU_IFHOOKS_LOCK_TIMEOUT", DEFAULT_TIMEOUT))
+    except ValueError:
+        return DEFAULT_TIMEOUT
+
+
+class _Expired(Exception):
+    pass
+
+
+def _expire(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise _Expired()
+
+
+class BridgeLock:
+    def __init__(self, bridge: str, timeout: Optional[float] = None):
+        self.bridge = bridge
+        self.timeout = lock_timeout() if timeout is None else timeout
+        netns = os.stat("/proc/self/ns/net").st_ino
+        self.path = os.path.join(RUN_DIR, f"{netns}-{bridge}.lock")
+        self.fd = -1
+
+    def __enter__(self) -> "BridgeLock":
+        try:
+            os.makedirs(RUN_DIR, mode=0o755, exist_ok=True)
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except PermissionError as e:
+            raise PermissionDenied(f"cannot open lock {self.path}: {e.strerror}") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)  # closing releases the lock
+
+    def shared(self) -> None:
+        self._take(fcntl.LOCK_SH, "shared")
+
+    def exclusive(self) -> None:
+        self._take(fcntl.LOCK_EX, "exclusive")
+
+    def _take(self, mode: int, what: str) -> None:
+        try:
+            fcntl.flock(self.fd, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        # Block, but no longer than the timeout: an alarm interrupts flock().
+        previous = signal.signal(signal.SIGALRM, _expire)
+        signal.setitimer(signal.ITIMER_REAL, self.timeout)
+        try:
+            fcntl.flock(self.fd, mode)
+        except _Expired:
+            raise LockTimeout(f"could not take the {what} lock for {self.bridge} within "
+                              f"{self.timeout:g} s ({self.path}); another qemu-ifhooks "
+                              f"process holds it") from None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)

@@ -1,0 +1,69 @@
+"""Logging of hook actions: syslog (ident qemu-ifhooks), and a trace file when
+QEMU_IFHOOKS_LOG names one (QEMU passes its environment on to the hooks)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import syslog
+import time
+from typing import Optional
+
+IDENT = "qemu-ifhooks"
+ENV_TRACE = "QEMU_IFHOOKS_LOG"
+_opened = False
+
+
+def emit(priority: int, message: str) -> None:
+    global _opened
+    if not _opened:
+        syslog.openlog(IDENT, syslog.LOG_PID, syslog.LOG_DAEMON)
+        _opened = True
+    syslog.syslog(priority, message)
+    trace = os.environ.get(ENV_TRACE)
+    if trace:
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {IDENT}[{os.getpid()}]: {message}\n"
+        try:
+            # One write with O_APPEND: lines from concurrent hooks do not interleave.
+            fd = os.open(trace, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # tracing must never fail a hook
+
+
+def warn(label: str, message: str) -> None:
+    """A warning goes to the log and to stderr, which QEMU shows to the user."""
+    emit(syslog.LOG_WARNING, f"{label}: warning: {message}")
+    print(f"{IDENT}: {label}: warning: {message}", file=sys.stderr)
+
+
+class ActionLog:
+    """One hook action: each operation as its `ip` equivalent, then one result line with
+    tap, bridge, vlan, action, result and duration."""
+
+    def __init__(self, action: str, tap: str):
+        self.action = action
+        self.tap = tap
+        self.bridge: Optional[str] = None
+        self.vlan: Optional[int] = None
+        self.started = time.monotonic()
+
+    def fields(self) -> str:
+        return f"action={self.action} tap={self.tap} bridge={self.bridge or '-'} " \
+               f"vlan={'-' if self.vlan is None else self.vlan}"
+
+    def op(self, command: str) -> None:
+        emit(syslog.LOG_INFO, f"{self.action} {self.tap}: {command}")
+
+    def note(self, message: str) -> None:
+        emit(syslog.LOG_NOTICE, f"{self.action} {self.tap}: {message}")
+
+    def finish(self, result: str, status: int = 0, message: str = "") -> None:
+        duration = (time.monotonic() - self.started) * 1000
+        priority = syslog.LOG_INFO if status == 0 else syslog.LOG_ERR
+        detail = f" error={message!r}" if message else ""
+        emit(priority, f"{self.fields()} result={result} status={status} "
+                       f"duration_ms={duration:.1f}{detail}")
