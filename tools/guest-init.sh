@@ -1,0 +1,107 @@
+#!/bin/busybox sh
+# /init of the test guest built by tools/build-guest.sh.
+#
+# Kernel parameters:
+#   qih.net=ADDR/PREFIX,PEER[;ADDR/PREFIX,PEER...]
+#       entry i configures the i-th Ethernet interface (eth0, eth1, ...),
+#       then pings PEER and prints "QIH-PING <ifname> <PEER> OK|FAIL".
+#   qih.wait=SECONDS   how long to keep retrying each ping (default 20).
+# Then prints QIH-DONE and powers off.
+#
+# No 'set -e': if /init exits the kernel panics instead of powering off, so
+# every step is checked by hand and the script always reaches poweroff.
+set -u
+
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
+
+if [ -f /lib/modules/order ]; then
+    while read -r m; do
+        insmod "/lib/modules/$m.ko" || echo "QIH-WARN insmod $m failed"
+    done </lib/modules/order
+fi
+
+net=""
+wait_s=20
+read -r cmdline </proc/cmdline
+set -f # cmdline words are not globs
+for w in $cmdline; do
+    case $w in
+        qih.net=*) net=${w#qih.net=} ;;
+        qih.wait=*) wait_s=${w#qih.wait=} ;;
+    esac
+done
+set +f
+case $wait_s in '' | *[!0-9]*) wait_s=20 ;; esac
+
+uptime_s() {
+    read -r up _ </proc/uptime
+    echo "${up%%.*}"
+}
+
+# Ethernet devices (ARPHRD_ETHER, backed by hardware), natural order so eth10
+# sorts after eth9. Drivers probe asynchronously: wait briefly for them.
+list_eth() {
+    for d in /sys/class/net/*; do
+        [ -e "$d/device" ] || continue
+        [ "$(cat "$d/type" 2>/dev/null)" = 1 ] || continue
+        echo "${d##*/}"
+    done | sort -V
+}
+
+# One "ADDR/PREFIX,PEER" per line.
+entries=$(echo "$net" | tr ';' '\n' | grep .)
+n_want=$(echo "$entries" | grep -c .)
+
+end=$(($(uptime_s) + 5))
+ifaces=$(list_eth)
+while [ "$(echo "$ifaces" | grep -c .)" -lt "$n_want" ] && [ "$(uptime_s)" -lt "$end" ]; do
+    sleep 0.2
+    ifaces=$(list_eth)
+done
+
+# Configure every interface first so links and bridges settle in parallel.
+i=0
+while IFS=, read -r addr peer; do
+    [ -n "$addr" ] || continue
+    i=$((i + 1))
+    ifname=$(echo "$ifaces" | sed -n "${i}p")
+    [ -n "$ifname" ] || continue
+    ip addr add "$addr" dev "$ifname" && ip link set "$ifname" up ||
+        echo "QIH-WARN cannot configure $ifname with $addr"
+done <<EOF
+$entries
+EOF
+
+i=0
+while IFS=, read -r addr peer; do
+    [ -n "$addr" ] || continue
+    i=$((i + 1))
+    ifname=$(echo "$ifaces" | sed -n "${i}p")
+    [ -n "$ifname" ] || ifname=none
+    result=FAIL
+    if [ "$ifname" != none ] && [ -n "$peer" ]; then
+        end=$(($(uptime_s) + wait_s))
+        while :; do
+            if ping -c 1 -W 2 -I "$ifname" "$peer" >/dev/null 2>&1; then
+                result=OK
+                break
+            fi
+            [ "$(uptime_s)" -lt "$end" ] || break
+            sleep 1
+        done
+    fi
+    echo "QIH-PING $ifname ${peer:-none} $result"
+done <<EOF
+$entries
+EOF
+
+echo "QIH-DONE"
+sync
+poweroff -f
+# Only reached if poweroff fails; exiting would panic the kernel.
+while :; do sleep 60; done
