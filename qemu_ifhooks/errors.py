@@ -9,6 +9,7 @@ import enum
 
 class ExitStatus(enum.IntEnum):
     OK = 0
+    FAILED = 1  # demo/check: something they verify did not hold (not a hook status)
     USAGE = 64  # wrong arguments, invalid interface name, hook name maps to no segment
     DATAERR = 65  # the interface is not a TAP device
     UNAVAILABLE = 69  # TAP, bridge or uplink missing; offload check failed under enforce
