@@ -1,0 +1,95 @@
+"""Run qemu_ifhooks.netlink / .ethtool calls and print the results as JSON.
+
+Meant to run inside a test network namespace:
+
+    ip netns exec NS python tests/nl_probe.py '[{"op": "get_link", "name": "lo"}]'
+
+prints one JSON list with a result per operation.  A raised exception becomes
+{"error": "<class name>", "errno": N} and does not stop later operations.
+
+    python tests/nl_probe.py --hold-tun NAME tap|tun
+
+creates a TAP/TUN device on an open /dev/net/tun fd, prints "ready" and keeps
+the fd (and so the device) until stdin is closed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+import struct
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+_TUNSETIFF = 0x400454CA
+_IFF_TUN = 0x0001
+_IFF_TAP = 0x0002
+_IFF_NO_PI = 0x1000
+
+
+def hold_tun(name: str, mode: str) -> None:
+    fd = os.open("/dev/net/tun", os.O_RDWR)
+    flags = (_IFF_TAP if mode == "tap" else _IFF_TUN) | _IFF_NO_PI
+    ifreq = struct.pack("16sH", name.encode(), flags).ljust(40, b"\0")
+    fcntl.ioctl(fd, _TUNSETIFF, ifreq)
+    print("ready", flush=True)
+    sys.stdin.read()  # until the test closes our stdin
+    os.close(fd)
+
+
+def _jsonable(value):
+    if dataclasses.is_dataclass(value):
+        out = {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        for prop in ("is_up", "is_tap"):
+            if hasattr(value, prop):
+                out[prop] = getattr(value, prop)
+        return out
+    if isinstance(value, bytes):
+        return ":".join(f"{b:02x}" for b in value)
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _mac(text):
+    return bytes.fromhex(text.replace(":", "")) if text is not None else None
+
+
+def run(ops: list) -> list:
+    from qemu_ifhooks.ethtool import read_offloads
+    from qemu_ifhooks.netlink import Netlink
+
+    results = []
+    with Netlink() as nl:
+        for op in ops:
+            args = dict(op)
+            name = args.pop("op")
+            if "address" in args:
+                args["address"] = _mac(args["address"])
+            try:
+                if name == "read_offloads":
+                    result = read_offloads(**args)
+                elif name == "get_link_index":  # index of a name, for later ops
+                    result = nl.get_link(args["name"]).index
+                else:
+                    result = getattr(nl, name)(**args)
+                results.append(_jsonable(result))
+            except Exception as e:  # reported to the test, not raised
+                results.append({"error": type(e).__name__, "errno": getattr(e, "errno", None), "text": str(e),
+                                "extack": getattr(e, "extack", None)})
+    return results
+
+
+def main(argv: list) -> int:
+    if argv[:1] == ["--hold-tun"]:
+        hold_tun(argv[1], argv[2])
+        return 0
+    print(json.dumps(run(json.loads(argv[0]))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
