@@ -46,7 +46,8 @@ class BridgeLock:
             os.makedirs(RUN_DIR, mode=0o755, exist_ok=True)
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except PermissionError as e:
-            raise PermissionDenied(f"cannot open lock {self.path}: {e.strerror}") from None
+            raise PermissionDenied(f"cannot open lock {self.path}: {e.strerror}; the hook "
+                                   f"must run as root (CAP_NET_ADMIN)") from None
         return self
 
     def __exit__(self, *exc) -> None:

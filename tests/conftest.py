@@ -1,0 +1,233 @@
+"""Shared fixtures. Tests that change the kernel do it only inside network namespaces
+they create (deleted by finalizers, also on failure) and check the outcome with
+iproute2 (`ip -j`, `bridge -j`) and ethtool: oracles that share no code with the
+project.
+
+Set QEMU_IFHOOKS_STRICT=1 (the CI does) to turn "cannot run here" skips into failures,
+so that no tier is silently skipped."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+HOOK_PROGRAM = BIN / "qemu-ifhook"
+CLI = BIN / "qemu-ifhooks"
+TAPHOLDER = Path(__file__).resolve().parent / "tapholder.py"
+GUEST_DIR = Path(os.environ.get("QEMU_IFHOOKS_GUEST_DIR", ROOT / "build" / "guest"))
+
+
+def cannot_run(reason: str) -> None:
+    """Skip with the reason, or fail when every tier must run."""
+    if os.environ.get("QEMU_IFHOOKS_STRICT") == "1":
+        pytest.fail(f"required tier cannot run: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        cannot_run("needs root (network namespaces, CAP_NET_ADMIN)")
+    for tool in ("ip", "bridge", "ethtool"):
+        if shutil.which(tool) is None:
+            cannot_run(f"needs {tool} (apt-get install iproute2 ethtool)")
+
+
+def require_qemu() -> None:
+    require_root()
+    if shutil.which("qemu-system-x86_64") is None:
+        cannot_run("needs qemu-system-x86_64 (apt-get install qemu-system-x86)")
+
+
+def require_guest() -> None:
+    require_qemu()
+    if not (GUEST_DIR / "vmlinuz").is_file() or not (GUEST_DIR / "initrd.img").is_file():
+        cannot_run(f"needs the guest kernel and initramfs in {GUEST_DIR} (make guest)")
+
+
+def sh(*argv: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(a) for a in argv], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, **kwargs)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, argv))} failed ({done.returncode}): "
+                             f"{done.stderr.strip()}")
+    return done
+
+
+class Netns:
+    """A network namespace of the test's own, with iproute2 as the oracle."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.holders: List[subprocess.Popen] = []
+
+    def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return sh("ip", "-n", self.name, *args, check=check)
+
+    def run(self, *argv: str, env: Optional[Dict[str, str]] = None, check: bool = False,
+            **kwargs) -> subprocess.CompletedProcess:
+        return sh("ip", "netns", "exec", self.name, *argv, check=check, env=env, **kwargs)
+
+    def popen(self, *argv: str, **kwargs) -> subprocess.Popen:
+        return subprocess.Popen(["ip", "netns", "exec", self.name, *map(str, argv)], **kwargs)
+
+    # --- oracle -----------------------------------------------------------------------
+    def link(self, name: str) -> Optional[dict]:
+        done = self.ip("-j", "-d", "link", "show", "dev", name, check=False)
+        if done.returncode != 0:
+            return None
+        return json.loads(done.stdout)[0]
+
+    def links(self) -> List[dict]:
+        return json.loads(self.ip("-j", "-d", "link", "show").stdout)
+
+    def master_of(self, name: str) -> Optional[str]:
+        link = self.link(name)
+        return link.get("master") if link else None
+
+    def ports(self, bridge: str) -> List[str]:
+        out = sh("bridge", "-n", self.name, "-j", "link").stdout
+        return sorted(p["ifname"] for p in json.loads(out or "[]") if p.get("master") == bridge)
+
+    def offloads(self, dev: str) -> Dict[str, str]:
+        out = self.run("ethtool", "-k", dev, check=True).stdout
+        pairs = (line.split(":", 1) for line in out.splitlines()[1:] if ":" in line)
+        return {k.strip(): v.strip().split()[0] for k, v in pairs}
+
+    def snapshot(self) -> List[tuple]:
+        """What a failing hook must leave unchanged: every link's name, master, MTU,
+        flags and address."""
+        return sorted((l["ifname"], l.get("master"), l["mtu"], tuple(l["flags"]),
+                       l.get("address")) for l in self.links())
+
+    # --- scenery ----------------------------------------------------------------------
+    def veth(self, name: str, peer: str, gro: bool = True) -> None:
+        self.ip("link", "add", "name", name, "type", "veth", "peer", "name", peer)
+        self.ip("link", "set", name, "up")
+        self.ip("link", "set", peer, "up")
+        if gro:  # a veth starts with GRO off; a real uplink NIC has it on
+            self.run("ethtool", "-K", name, "gro", "on", check=True)
+
+    def bridge(self, name: str, *extra: str) -> None:
+        self.ip("link", "add", "name", name, "type", "bridge", *extra)
+        self.ip("link", "set", name, "up")
+
+    def hold_taps(self, *names: str, tun: bool = False) -> subprocess.Popen:
+        """TAPs with a live owner, as QEMU creates them; closed by the finalizer or by
+        `release(holder)`."""
+        argv = [sys.executable, TAPHOLDER] + (["--tun"] if tun else []) + list(names)
+        holder = self.popen(*argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.holders.append(holder)
+        assert holder.stdout.readline().strip() == "ready", "tap holder failed"
+        return holder
+
+    def release(self, holder: subprocess.Popen) -> None:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+
+    def cleanup(self) -> None:
+        for holder in self.holders:
+            if holder.poll() is None:
+                holder.kill()
+                holder.wait()
+        subprocess.run(["ip", "netns", "del", self.name], stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def make_netns(request):
+    """Factory of namespaces, all deleted at the end of the test."""
+    require_root()
+    made: List[Netns] = []
+
+    def make(prefix: str = "qih-t") -> Netns:
+        ns = Netns(f"{prefix}-{uuid.uuid4().hex[:8]}")
+        sh("ip", "netns", "add", ns.name)
+        made.append(ns)
+        ns.ip("link", "set", "lo", "up")
+        return ns
+
+    def finalize():
+        for ns in made:
+            ns.cleanup()
+    request.addfinalizer(finalize)
+    return make
+
+
+@pytest.fixture
+def netns(make_netns) -> Netns:
+    return make_netns()
+
+
+SEED_CONFIG = """\
+[vlan.0]
+bridge = "br0"
+uplink = "eth0"
+
+[vlan.1]
+bridge = "br1"
+uplink = "eth1"
+"""
+
+
+class Hooks:
+    """A config file and hook entries (symlinks named as QEMU would run them)."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.dir.mkdir(mode=0o755, exist_ok=True)
+        self.config = directory / "qemu-ifhooks.toml"
+        self.log = directory / "hooks.log"
+
+    def write_config(self, text: str, mode: int = 0o644) -> Path:
+        self.config.write_text(text)
+        os.chmod(self.config, mode)
+        return self.config
+
+    def env(self, **extra: str) -> Dict[str, str]:
+        return dict(os.environ, QEMU_IFHOOKS_CONFIG=str(self.config),
+                    QEMU_IFHOOKS_LOG=str(self.log), **extra)
+
+    def entry(self, name: str) -> Path:
+        path = self.dir / name
+        if not path.is_symlink():
+            path.symlink_to(HOOK_PROGRAM)
+        return path
+
+    def run(self, ns: Netns, name: str, tap: str, **env: str) -> subprocess.CompletedProcess:
+        return ns.run(str(self.entry(name)), tap, env=self.env(**env))
+
+    def log_lines(self) -> List[str]:
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+
+@pytest.fixture
+def hooks() -> Hooks:
+    # Not under pytest's 0700 tmp_path: hooks also run as an unprivileged user, as
+    # after QEMU's -runas.
+    directory = Path(tempfile.mkdtemp(prefix="qemu-ifhooks-test."))
+    os.chmod(directory, 0o755)
+    yield Hooks(directory / "hooks")
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, status: int,
+                          *fragments: str) -> None:
+    """The contract for every failure: the status from the table, one line on stderr
+    that says what happened, no traceback."""
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == status, (done.returncode, done.stderr)
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("qemu-ifhooks: "), lines[0]
+    assert "Traceback" not in done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
