@@ -48,19 +48,20 @@ def check_uplink_offloads(segment: Segment, uplink: Optional[Link],
 
 
 def ensure_bridge(nl: Netlink, segment: Segment, lock: BridgeLock, trace: Trace,
-                  warn: Callable[[str], None]) -> Link:
+                  warn: Callable[[str], None], create: Optional[bool] = None) -> Link:
     """Make the bridge exist with its uplink, up; return it. Leaves `lock` held (shared,
-    or exclusive if anything had to be built) so the bridge cannot go away meanwhile."""
+    or exclusive if anything had to be built) so the bridge cannot go away meanwhile.
+    `create` overrides the segment's setting."""
     require_supported(segment)
     lock.shared()
     bridge, uplink, addresses = observe(nl, segment)
     check_uplink_offloads(segment, uplink, warn)
-    if plan_bridge(segment, bridge, uplink, addresses).ops:
+    if plan_bridge(segment, bridge, uplink, addresses, create=create).ops:
         # Build under the exclusive lock, after looking again: a concurrent hook may
         # have built it while we waited.
         lock.exclusive()
         bridge, uplink, addresses = observe(nl, segment)
-        plan = plan_bridge(segment, bridge, uplink, addresses, machine_id())
+        plan = plan_bridge(segment, bridge, uplink, addresses, machine_id(), create)
         Executor(nl, (bridge, uplink), trace).apply(plan.ops)
         bridge = nl.get_link(segment.bridge)
         if bridge is None:

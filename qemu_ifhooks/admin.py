@@ -61,7 +61,7 @@ def up(config: Config, vlans: Sequence[int], verbose: bool) -> int:
             trace(command)
         with BridgeLock(segment.bridge) as lock:
             ensure_bridge(nl, segment, lock, record,
-                          lambda message: warn(f"up: {segment.key}", message))
+                          lambda message: warn(f"up: {segment.key}", message), create=True)
         uplink = f" with uplink {segment.uplink}" if segment.uplink else ""
         return f"{'set up' if changed else 'already up'}{uplink}"
 

@@ -162,14 +162,16 @@ def uplink_needs_attaching(uplink: Optional[Link], bridge: Optional[Link]) -> bo
 
 
 def plan_bridge(segment: Segment, bridge: Optional[Link], uplink: Optional[Link],
-                uplink_addresses: Sequence[str] = (), machine_id: bytes = b"") -> Plan:
-    """Make the segment's bridge exist, with its uplink, and up."""
+                uplink_addresses: Sequence[str] = (), machine_id: bytes = b"",
+                create: Optional[bool] = None) -> Plan:
+    """Make the segment's bridge exist, with its uplink, and up. `create` overrides the
+    segment's own setting (`qemu-ifhooks up` creates whatever the segment says)."""
     ops: List[Op] = []
     name = segment.bridge
     if segment.uplink is not None and uplink is None:
         raise UnavailableError(f"uplink {segment.uplink} does not exist")
     if bridge is None:
-        if not segment.create:
+        if not (segment.create if create is None else create):
             raise UnavailableError(f"bridge {name} does not exist and {segment.key} has "
                                    f"create = false; run 'qemu-ifhooks up {segment.vlan}'")
         # A fixed address: a bridge otherwise takes its lowest port MAC, which changes

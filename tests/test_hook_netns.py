@@ -4,12 +4,14 @@ Outcomes are read with iproute2 and ethtool, never with the project's own reader
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
+import time
 
 import pytest
 
-from conftest import SEED_CONFIG, assert_one_line_error, sh
+from conftest import SEED_CONFIG, assert_one_line_error
 
 EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_NOPERM, EX_TEMPFAIL, EX_CONFIG = 64, 65, 69, 77, 75, 78
 
@@ -299,6 +301,19 @@ def test_ifup_without_privilege_is_refused(seed, hooks):
     assert seed.link("br0") is None
 
 
+def wait_until_locked(path, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as f:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except (FileNotFoundError, BlockingIOError) as e:
+            if isinstance(e, BlockingIOError):
+                return True
+        time.sleep(0.05)
+    return False
+
+
 def test_lock_timeout(seed, hooks):
     seed.hold_taps("tap0")
     netns_inode = os.stat(f"/run/netns/{seed.name}").st_ino
@@ -306,8 +321,7 @@ def test_lock_timeout(seed, hooks):
     os.makedirs("/run/qemu-ifhooks", exist_ok=True)
     holder = seed.popen("flock", "--exclusive", lock, "sleep", "30")
     seed.holders.append(holder)
-    sh("sh", "-c", f"for i in $(seq 50); do fuser {lock} >/dev/null 2>&1 && exit 0; "
-                   f"sleep 0.1; done; exit 1", check=False)
+    assert wait_until_locked(lock)
     done = hooks.run(seed, "ifup-br0", "tap0", QEMU_IFHOOKS_LOCK_TIMEOUT="1")
     assert_one_line_error(done, EX_TEMPFAIL, "could not take the shared lock for br0")
     assert seed.link("br0") is None

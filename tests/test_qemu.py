@@ -1,0 +1,117 @@
+"""Real QEMU runs the installed hooks: without a guest (-S), and with a booted guest that
+pings through each bridge to the far side of its uplink (the seed's scenario)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from conftest import CLI, GUEST_DIR, SEED_CONFIG, require_guest, require_qemu, sh
+
+NICS = [  # vlan, tap, bridge, mac, guest address, peer on the LAN
+    (0, "vmtap0", "br0", "00:16:3e:00:01:01", "192.0.2.10/24", "192.0.2.1"),
+    (1, "vmtap1", "br1", "00:16:3e:00:01:02", "198.51.100.10/24", "198.51.100.1"),
+]
+
+
+@pytest.fixture
+def lab(make_netns, hooks):
+    """A VM host namespace with uplinks eth0/eth1 to a LAN namespace holding the peers,
+    and the hooks installed by `qemu-ifhooks install`."""
+    host, lan = make_netns("qih-host"), make_netns("qih-lan")
+    for uplink, peer, address in (("eth0", "lan0", "192.0.2.1/24"),
+                                  ("eth1", "lan1", "198.51.100.1/24")):
+        host.veth(uplink, peer)
+        host.ip("link", "set", peer, "netns", lan.name)
+        lan.ip("addr", "add", address, "dev", peer)
+        lan.ip("link", "set", peer, "up")
+    hooks.write_config(SEED_CONFIG)
+    sh(CLI, "install", "--dir", hooks.dir, env=hooks.env())
+    return host, lan, hooks
+
+
+def qemu_argv(hooks, extra):
+    argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-nodefaults",
+            "-display", "none", "-no-reboot", "-name", "hooktest", "-monitor", "stdio"]
+    for vlan, tap, bridge, mac, _, _ in NICS:
+        argv += ["-netdev", f"tap,id=n{vlan},ifname={tap},script={hooks.dir}/ifup-{bridge},"
+                            f"downscript={hooks.dir}/ifdown-{bridge}",
+                 "-device", f"virtio-net-pci,netdev=n{vlan},mac={mac}"]
+    return argv + extra
+
+
+def start(host, hooks, extra, request):
+    qemu = host.popen(*qemu_argv(hooks, extra), env=hooks.env(), stdin=subprocess.PIPE,
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def stop():
+        if qemu.poll() is None:
+            qemu.kill()
+        qemu.communicate()
+    request.addfinalizer(stop)
+    return qemu
+
+
+def masters(host):
+    return {p["ifname"]: p.get("master")
+            for p in json.loads(sh("bridge", "-n", host.name, "-j", "link").stdout or "[]")}
+
+
+def wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_qemu_runs_the_hooks_for_two_nics_and_the_downscripts_on_quit(lab, request):
+    require_qemu()
+    host, _, hooks = lab
+    qemu = start(host, hooks, ["-S"], request)
+    wanted = {tap: bridge for _, tap, bridge, _, _, _ in NICS}
+    assert wait_for(lambda: all(masters(host).get(t) == b for t, b in wanted.items())), \
+        (masters(host), qemu.poll())
+    assert masters(host)["eth0"] == "br0" and masters(host)["eth1"] == "br1"
+
+    out, err = qemu.communicate("quit\n", timeout=60)
+    assert qemu.returncode == 0, err
+    assert "network script" not in err
+    for tap in wanted:
+        assert host.link(tap) is None  # QEMU closed it after the downscript
+    downs = [l for l in hooks.log_lines() if "action=ifdown" in l and "result=ok" in l]
+    assert sorted(l.split("tap=")[1].split()[0] for l in downs) == sorted(wanted)
+
+
+def test_qemu_refuses_to_start_when_the_upscript_fails(lab, request):
+    require_qemu()
+    host, _, hooks = lab
+    host.run("ethtool", "-K", "eth0", "gro", "off", check=True)
+    qemu = start(host, hooks, ["-S"], request)
+    _, err = qemu.communicate("quit\n", timeout=60)
+    assert qemu.returncode != 0
+    assert "uplink eth0 has GRO disabled" in err  # QEMU passes our one line through
+    assert "network script" in err and "failed with status" in err
+    assert host.link("br0") is None
+
+
+def test_booted_guest_pings_through_each_bridge(lab, request, tmp_path):
+    require_guest()
+    host, _, hooks = lab
+    console = tmp_path / "console.log"
+    nets = ";".join(f"{address},{peer}" for _, _, _, _, address, peer in NICS)
+    qemu = start(host, hooks, [
+        "-serial", f"file:{console}", "-kernel", str(GUEST_DIR / "vmlinuz"),
+        "-initrd", str(GUEST_DIR / "initrd.img"),
+        "-append", f"console=ttyS0 panic=-1 quiet qih.net={nets} qih.wait=20"], request)
+    _, err = qemu.communicate(timeout=180)  # the guest powers off by itself
+    lines = [l.strip() for l in console.read_text(errors="replace").splitlines()
+             if l.startswith("QIH-")]
+    assert lines == ["QIH-PING eth0 192.0.2.1 OK", "QIH-PING eth1 198.51.100.1 OK",
+                     "QIH-DONE"], (lines, err)
+    downs = [l for l in hooks.log_lines() if "action=ifdown" in l and "result=ok" in l]
+    assert len(downs) == 2
