@@ -5,16 +5,19 @@ from __future__ import annotations
 from typing import Optional
 
 IFNAMSIZ = 16  # including the terminating NUL
+# The kernel checks bytes with its own isspace() (lib/ctype.c: \t \n \v \f \r, space
+# and Latin-1 NBSP), not Unicode's idea of white space.
+_REFUSED_BYTES = frozenset(b"/:\t\n\v\f\r \xa0\0")
 
 
 def ifname_problem(name: str) -> Optional[str]:
     """Why `name` cannot be a Linux interface name, or None when it can."""
-    size = len(name.encode("utf-8", "surrogateescape"))
-    if not 1 <= size < IFNAMSIZ:
-        return f"interface names are 1..{IFNAMSIZ - 1} bytes, got {size}"
+    raw = name.encode("utf-8", "surrogateescape")
+    if not 1 <= len(raw) < IFNAMSIZ:
+        return f"interface names are 1..{IFNAMSIZ - 1} bytes, got {len(raw)}"
     if name in (".", ".."):
         return "interface names cannot be '.' or '..'"
-    for char in name:
-        if char == "/" or char == ":" or char.isspace() or char == "\0":
-            return f"interface names cannot contain {char!r}"
+    for byte in raw:
+        if byte in _REFUSED_BYTES:
+            return f"interface names cannot contain {chr(byte)!r}"
     return None
