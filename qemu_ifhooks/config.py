@@ -21,6 +21,13 @@ OFFLOAD_MODES = ("enforce", "warn", "off")
 MAX_VLAN = 4094
 
 
+def parse_vlan(text: str) -> Optional[int]:
+    """A QEMU VLAN number written plainly (ASCII digits, no leading zeros), or None."""
+    if text.isascii() and text.isdigit() and str(int(text)) == text and int(text) <= MAX_VLAN:
+        return int(text)
+    return None
+
+
 @dataclass(frozen=True)
 class Segment:
     """One QEMU VLAN: the bridge its TAPs join and how that bridge is built."""
@@ -134,7 +141,9 @@ def _toml_repr(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        import json  # only on error paths; JSON's string escapes are valid TOML
+
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
@@ -198,7 +207,7 @@ class _Parser:
     def segment(self, key: str, value: Any, defaults: Dict[str, Any],
                 inherited_checks: Dict[str, Callable[[Any], Any]]) -> Segment:
         keypath = f"vlan.{key}"
-        if not (key.isdigit() and key.isascii() and str(int(key)) == key and int(key) <= MAX_VLAN):
+        if parse_vlan(key) is None:
             raise self.fail(keypath, f"expected a VLAN number 0..{MAX_VLAN} as the table name")
         table = self.table(value, keypath)
         self.unknown(table, list(SEGMENT_ONLY) + list(INHERITED), keypath)
@@ -209,9 +218,10 @@ class _Parser:
         fields.update(self.values(table, SEGMENT_ONLY, keypath))
         segment = Segment(vlan=int(key), **fields)
         if segment.stp and not 2 <= segment.forward_delay <= 30:
+            origin = "" if "forward_delay" in table else " (inherited; set it here or in [defaults])"
             raise self.fail(f"{keypath}.forward_delay",
                             f"with stp = true the kernel needs 2..30 seconds, "
-                            f"got {segment.forward_delay}")
+                            f"got {segment.forward_delay}{origin}")
         return segment
 
     def cross_check(self, config: Config) -> None:
@@ -270,8 +280,11 @@ def check_secure(path: str, st: os.stat_result) -> None:
 def read_toml(path: str) -> Dict[str, Any]:
     """Open, check and parse the file (the checks apply to the very file that is read)."""
     try:
-        with open(path, "rb") as f:
-            check_secure(path, os.fstat(f.fileno()))
+        # O_NONBLOCK: opening a FIFO would otherwise wait for a writer, and QEMU waits
+        # for the hook with no timeout. It changes nothing for a regular file.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as f:
+            check_secure(path, os.fstat(fd))
             data = f.read()
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found; write one (see qemu-ifhooks.toml(5)) "

@@ -59,16 +59,14 @@ def run_guarded(label: str, body) -> int:
 
     This is the only place where errors become exit statuses. An unexpected exception
     is a bug: its traceback goes to syslog, the user gets one line and status 70."""
-    import sys
-
     try:
         body()
         return ExitStatus.OK
     except HookError as error:
-        print(f"qemu-ifhooks: {label}: {error}", file=sys.stderr)
+        say_failure(f"{label}: {error}")
         return error.status
     except KeyboardInterrupt:
-        print(f"qemu-ifhooks: {label}: interrupted", file=sys.stderr)
+        say_failure(f"{label}: interrupted")
         return ExitStatus.SOFTWARE
     except Exception as error:  # noqa: BLE001 - the last line of defence
         import os
@@ -81,6 +79,19 @@ def run_guarded(label: str, body) -> int:
             emit(syslog.LOG_DEBUG, f"{label}: {line}")
         if os.environ.get("QEMU_IFHOOKS_DEBUG"):
             traceback.print_exc()
-        print(f"qemu-ifhooks: {label}: internal error: {type(error).__name__}: {error} "
-              f"(traceback in syslog; please report it)", file=sys.stderr)
+        say_failure(f"{label}: internal error: {type(error).__name__}: {error} "
+                    f"(traceback in syslog; please report it)")
         return ExitStatus.SOFTWARE
+
+
+def one_line(text: str) -> str:
+    """Escape what would break the one-line promise (names and values come from users)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def say_failure(message: str) -> None:
+    import sys
+
+    print(f"qemu-ifhooks: {one_line(message)}", file=sys.stderr)

@@ -36,8 +36,10 @@ def emit(priority: int, message: str) -> None:
 
 def warn(label: str, message: str) -> None:
     """A warning goes to the log and to stderr, which QEMU shows to the user."""
+    from .errors import one_line
+
     emit(syslog.LOG_WARNING, f"{label}: warning: {message}")
-    print(f"{IDENT}: {label}: warning: {message}", file=sys.stderr)
+    print(f"{IDENT}: {one_line(f'{label}: warning: {message}')}", file=sys.stderr)
 
 
 class ActionLog:
