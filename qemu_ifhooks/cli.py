@@ -7,22 +7,23 @@ import sys
 from typing import List, NoReturn, Optional
 
 from . import __version__
-from .config import MAX_VLAN, load_config
-from .errors import ExitStatus, UsageError, run_guarded
+from .config import MAX_VLAN, load_config, parse_vlan
+from .errors import ExitStatus, UsageError, run_guarded, say_failure
 
 
 class _Parser(argparse.ArgumentParser):
     """Usage errors are one line and exit 64, like every other failure."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"qemu-ifhooks: {message} (see '{self.prog} --help')", file=sys.stderr)
+        say_failure(f"{message} (see '{self.prog} --help')")
         sys.exit(ExitStatus.USAGE)
 
 
 def _vlan(text: str) -> int:
-    if not (text.isdigit() and 0 <= int(text) <= MAX_VLAN):
+    vlan = parse_vlan(text)
+    if vlan is None:
         raise argparse.ArgumentTypeError(f"expected a VLAN number 0..{MAX_VLAN}, got {text!r}")
-    return int(text)
+    return vlan
 
 
 def build_parser() -> _Parser:

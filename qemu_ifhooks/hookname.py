@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .config import MAX_VLAN, Config, Segment
+from .config import Config, Segment, parse_vlan
 from .errors import UsageError
 
 IFUP, IFDOWN = "ifup", "ifdown"
@@ -28,18 +28,12 @@ class HookName:
         return self.vlan is None and self.bridge is None
 
 
-def _vlan_number(text: str) -> Optional[int]:
-    if text.isdigit() and text.isascii() and str(int(text)) == text and int(text) <= MAX_VLAN:
-        return int(text)
-    return None
-
-
 def parse_hook_name(name: str) -> HookName:
     for action in (IFUP, IFDOWN):
         prefix = action + "-"
         if name.startswith(prefix) and len(name) > len(prefix):
             rest = name[len(prefix):]
-            vlan = _vlan_number(rest[4:]) if rest.startswith("vlan") else None
+            vlan = parse_vlan(rest[4:]) if rest.startswith("vlan") else None
             if vlan is not None:
                 return HookName(action, vlan=vlan)
             return HookName(action, bridge=rest)
