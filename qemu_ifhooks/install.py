@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from .config import Config, Segment
 from .errors import HookError, UnavailableError, UsageError
@@ -54,14 +54,18 @@ def entry_names(config: Config) -> List[Tuple[str, str]]:
     return names
 
 
-def is_ours(path: str) -> bool:
-    return os.path.islink(path) and os.path.basename(os.readlink(path)) == PROGRAM
+def is_ours(path: str, program: Optional[str] = None) -> bool:
+    """A symlink to the hook program: by its usual name, or to `program` itself."""
+    if not os.path.islink(path):
+        return False
+    target = os.readlink(path)
+    return os.path.basename(target) == PROGRAM or target == program
 
 
 def install(config: Config, directory: str, force: bool) -> List[str]:
     program = hook_program()
     paths = [os.path.join(directory, name) for pair in entry_names(config) for name in pair]
-    foreign = [p for p in paths if os.path.lexists(p) and not is_ours(p)]
+    foreign = [p for p in paths if os.path.lexists(p) and not is_ours(p, program)]
     if foreign and not force:
         raise UsageError(f"{', '.join(foreign)} exist and were not installed by qemu-ifhooks; "
                          f"pass --force to replace them")
@@ -80,6 +84,10 @@ def install(config: Config, directory: str, force: bool) -> List[str]:
 
 
 def uninstall(directory: str) -> List[str]:
+    try:
+        program: Optional[str] = hook_program()
+    except UnavailableError:  # the program may already be gone (package removed)
+        program = None
     removed = []
     try:
         names = sorted(os.listdir(directory))
@@ -87,7 +95,7 @@ def uninstall(directory: str) -> List[str]:
         return removed
     for name in names:
         path = os.path.join(directory, name)
-        if name.startswith((f"{IFUP}-", f"{IFDOWN}-")) and is_ours(path):
+        if name.startswith((f"{IFUP}-", f"{IFDOWN}-")) and is_ours(path, program):
             os.unlink(path)
             removed.append(path)
     return removed
