@@ -51,19 +51,18 @@ def _each_bridge(config: Config, vlans: Sequence[int], verb: str,
 
 def up(config: Config, vlans: Sequence[int], verbose: bool) -> int:
     trace = _tracer(verbose)
-    changed = []
 
     def build(nl: Netlink, segment: Segment) -> str:
-        changed.clear()
+        done: List[str] = []
 
         def record(command: str) -> None:
-            changed.append(command)
+            done.append(command)
             trace(command)
         with BridgeLock(segment.bridge) as lock:
             ensure_bridge(nl, segment, lock, record,
                           lambda message: warn(f"up: {segment.key}", message), create=True)
         uplink = f" with uplink {segment.uplink}" if segment.uplink else ""
-        return f"{'set up' if changed else 'already up'}{uplink}"
+        return f"{'set up' if done else 'already up'}{uplink}"
 
     return _each_bridge(config, vlans, "up", build)
 
