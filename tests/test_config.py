@@ -277,3 +277,13 @@ def test_default_path_without_env(monkeypatch):
     monkeypatch.setenv(ENV_PATH, "/x.toml")
     assert config_path() == "/x.toml"
     assert config_path("/y.toml") == "/y.toml"
+
+
+def test_shipped_example_config_is_valid(tmp_path):
+    """etc/qemu-ifhooks.toml is what packages install as the conffile."""
+    example = tmp_path / "qemu-ifhooks.toml"
+    example.write_bytes((Path(__file__).resolve().parent.parent / "etc" /
+                         "qemu-ifhooks.toml").read_bytes())
+    config = load_config(secure(example))
+    assert [(s.vlan, s.bridge, s.uplink) for s in config.segments] == [
+        (0, "br0", "eth0"), (1, "br1", "eth1")]
