@@ -16,7 +16,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Type
 
 import pytest
 
@@ -25,6 +25,7 @@ BIN = Path(sys.executable).parent
 HOOK_PROGRAM = BIN / "qemu-ifhook"
 CLI = BIN / "qemu-ifhooks"
 TAPHOLDER = Path(__file__).resolve().parent / "tapholder.py"
+NL_PROBE = Path(__file__).resolve().parent / "nl_probe.py"
 GUEST_DIR = Path(os.environ.get("QEMU_IFHOOKS_GUEST_DIR", ROOT / "build" / "guest"))
 
 
@@ -80,6 +81,22 @@ class Netns:
 
     def popen(self, *argv: str, **kwargs) -> subprocess.Popen:
         return subprocess.Popen(["ip", "netns", "exec", self.name, *map(str, argv)], **kwargs)
+
+    def run_as(self, user: str, *argv: str, **kwargs) -> subprocess.CompletedProcess:
+        """`run` as another user (group nogroup, no supplementary groups), as after
+        QEMU's -runas."""
+        if shutil.which("setpriv") is None:
+            cannot_run("needs setpriv (apt-get install util-linux)")
+        return self.run("setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups",
+                        *argv, **kwargs)
+
+    def probe(self, ops: List[dict], user: Optional[str] = None) -> list:
+        """qemu_ifhooks.netlink / .ethtool calls run in the namespace by nl_probe.py (as
+        `user` if given): one JSON result per op."""
+        argv = (sys.executable, NL_PROBE, json.dumps(ops))
+        done = (self.run_as(user, *argv, check=True, cwd="/") if user
+                else self.run(*argv, check=True, cwd="/"))
+        return json.loads(done.stdout)
 
     # --- oracle -----------------------------------------------------------------------
     def link(self, name: str) -> Optional[dict]:
@@ -145,12 +162,13 @@ class Netns:
 
 @pytest.fixture
 def make_netns(request):
-    """Factory of namespaces, all deleted at the end of the test."""
+    """Factory of namespaces (of class `kind`, a Netns subclass if the test module
+    needs more), all deleted at the end of the test."""
     require_root()
     made: List[Netns] = []
 
-    def make(prefix: str = "qih-t") -> Netns:
-        ns = Netns(f"{prefix}-{uuid.uuid4().hex[:8]}")
+    def make(prefix: str = "qih-t", kind: Type[Netns] = Netns) -> Netns:
+        ns = kind(f"{prefix}-{uuid.uuid4().hex[:8]}")
         sh("ip", "netns", "add", ns.name)
         made.append(ns)
         ns.ip("link", "set", "lo", "up")

@@ -6,38 +6,16 @@ Meant to run inside a test network namespace:
 
 prints one JSON list with a result per operation.  A raised exception becomes
 {"error": "<class name>", "errno": N} and does not stop later operations.
-
-    python tests/nl_probe.py --hold-tun NAME tap|tun
-
-creates a TAP/TUN device on an open /dev/net/tun fd, prints "ready" and keeps
-the fd (and so the device) until stdin is closed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import os
-import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-_TUNSETIFF = 0x400454CA
-_IFF_TUN = 0x0001
-_IFF_TAP = 0x0002
-_IFF_NO_PI = 0x1000
-
-
-def hold_tun(name: str, mode: str) -> None:
-    fd = os.open("/dev/net/tun", os.O_RDWR)
-    flags = (_IFF_TAP if mode == "tap" else _IFF_TUN) | _IFF_NO_PI
-    ifreq = struct.pack("16sH", name.encode(), flags).ljust(40, b"\0")
-    fcntl.ioctl(fd, _TUNSETIFF, ifreq)
-    print("ready", flush=True)
-    sys.stdin.read()  # until the test closes our stdin
-    os.close(fd)
 
 
 def _jsonable(value):
@@ -84,9 +62,6 @@ def run(ops: list) -> list:
 
 
 def main(argv: list) -> int:
-    if argv[:1] == ["--hold-tun"]:
-        hold_tun(argv[1], argv[2])
-        return 0
     print(json.dumps(run(json.loads(argv[0]))))
     return 0
 

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import errno
 import json
-import os
-import secrets
-import shutil
-import struct
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-PROBE = HERE / "nl_probe.py"
-ROOT = HERE.parent
-STRICT = os.environ.get("QEMU_IFHOOKS_STRICT") == "1"
+from conftest import ROOT, Netns, sh
 
 pytestmark = pytest.mark.root
 
@@ -43,83 +35,28 @@ print(json.dumps(out))
 """
 
 
-def _unavailable(reason: str) -> None:
-    if STRICT:
-        pytest.fail(f"{reason} (QEMU_IFHOOKS_STRICT=1)")
-    pytest.skip(reason)
-
-
-class Namespace:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._holders: list[subprocess.Popen] = []
-
-    def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(["ip", "-n", self.name, *args], check=check, capture_output=True, text=True)
-
-    def ipj(self, *args: str):
-        return json.loads(self.ip("-j", *args).stdout or "[]")
-
-    def link(self, name: str) -> dict:
-        (info,) = self.ipj("-d", "link", "show", "dev", name)
-        return info
+class NlNetns(Netns):
+    """Netns plus the oracles these tests need beyond conftest's."""
 
     def index(self, name: str) -> int:
         return self.link(name)["ifindex"]
 
-    def exec(self, *argv: str, user: str | None = None) -> subprocess.CompletedProcess:
-        prefix = ["ip", "netns", "exec", self.name]
-        if user:
-            prefix += ["setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups"]
-        return subprocess.run([*prefix, *argv], check=True, capture_output=True, text=True, cwd="/")
+    def addresses(self) -> list:
+        return json.loads(self.ip("-j", "addr", "show").stdout or "[]")
 
-    def probe(self, ops: list, user: str | None = None) -> list:
-        return json.loads(self.exec(sys.executable, str(PROBE), json.dumps(ops), user=user).stdout)
+    def python(self, code: str) -> str:
+        return self.run(sys.executable, "-c", code, check=True, cwd="/").stdout
 
     def pyroute2_links(self) -> dict:
-        links = json.loads(self.exec(sys.executable, "-c", PYROUTE2_LINKS).stdout)
-        return {link["name"]: link for link in links}
-
-    def bridge_ports(self) -> list:
-        out = subprocess.run(["bridge", "-n", self.name, "-j", "link", "show"], check=True, capture_output=True, text=True)
-        return json.loads(out.stdout or "[]")
-
-    def hold_tun(self, name: str, mode: str) -> None:
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.name, sys.executable, str(PROBE), "--hold-tun", name, mode],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )
-        self._holders.append(proc)
-        assert proc.stdout.readline().strip() == "ready"
-
-    def cleanup(self) -> None:
-        for proc in self._holders:  # the namespace lives on while a tun fd is open
-            proc.stdin.close()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        subprocess.run(["ip", "netns", "del", self.name], check=False, capture_output=True)
+        return {link["name"]: link for link in json.loads(self.python(PYROUTE2_LINKS))}
 
 
 @pytest.fixture
-def ns(request) -> Namespace:
-    if os.geteuid() != 0:
-        _unavailable("needs root to create network namespaces")
-    for tool in ("ip", "bridge", "setpriv"):
-        if not shutil.which(tool):
-            _unavailable(f"{tool} not found")
-    name = f"qihnl-{secrets.token_hex(4)}"
-    proc = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
-    if proc.returncode:
-        _unavailable(f"cannot create a network namespace: {proc.stderr.strip()}")
-    space = Namespace(name)
-    request.addfinalizer(space.cleanup)
-    return space
+def ns(make_netns) -> NlNetns:
+    return make_netns("qih-nl", kind=NlNetns)
 
 
-def assert_same_as_oracles(ns: Namespace, got: dict) -> None:
+def assert_same_as_oracles(ns: NlNetns, got: dict) -> None:
     ip = ns.link(got["name"])
     assert got["index"] == ip["ifindex"]
     assert got["mtu"] == ip["mtu"]
@@ -166,8 +103,8 @@ def test_get_link_lo_veth_bridge(ns):
 
 
 def test_tap_and_tun(ns):
-    ns.hold_tun("tap0", "tap")
-    ns.hold_tun("tun0", "tun")
+    ns.hold_taps("tap0")
+    ns.hold_taps("tun0", tun=True)
     tap, tun = ns.probe([{"op": "get_link", "name": "tap0"}, {"op": "get_link", "name": "tun0"}])
     assert (tap["kind"], tap["tun_type"], tap["is_tap"]) == ("tun", "tap", True)
     assert (tun["kind"], tun["tun_type"], tun["is_tap"]) == ("tun", "tun", False)
@@ -237,8 +174,7 @@ def test_set_link(ns):
     va, br0 = ns.index("va"), ns.index("br0")
 
     assert ns.probe([{"op": "set_link", "index": va, "master": br0, "up": True}]) == [None]
-    ports = ns.bridge_ports()
-    assert [(p["ifindex"], p["master"]) for p in ports] == [(va, "br0")]
+    assert [ns.index(port) for port in ns.ports("br0")] == [va]
     assert "UP" in ns.link("va")["flags"]
 
     assert ns.probe([{"op": "set_link", "index": va, "mtu": 1280, "address": "02:00:00:00:00:07"}]) == [None]
@@ -251,7 +187,7 @@ def test_set_link(ns):
     assert "UP" in ns.link("br0")["flags"]
 
     assert ns.probe([{"op": "set_link", "index": va, "master": 0}]) == [None]
-    assert ns.bridge_ports() == []
+    assert ns.ports("br0") == []
     assert "master" not in ns.link("va")
 
     got = ns.probe([
@@ -277,11 +213,10 @@ def test_list_links(ns):
         {"op": "list_links", "master": 999999},
     ])
 
-    ip_links = ns.ipj("link", "show")
+    ip_links = ns.links()
     assert [link["index"] for link in all_links] == [link["ifindex"] for link in ip_links]
-    ports = ns.bridge_ports()
     for master, got in (("br0", of_br0), ("br1", of_br1)):
-        expect = sorted(p["ifindex"] for p in ports if p["master"] == master)
+        expect = sorted(ns.index(port) for port in ns.ports(master))
         assert sorted(link["index"] for link in got) == expect and len(expect) == 2
     assert sorted(link["name"] for link in of_none) == sorted(link["ifname"] for link in ip_links if "master" not in link)
     assert of_missing == []
@@ -294,10 +229,10 @@ def test_list_links(ns):
 def test_list_links_multipart(ns):
     """Enough links that the dump spans many datagrams."""
     batch = "".join(f"link add m{i} type veth peer name n{i}\n" for i in range(150))
-    subprocess.run(["ip", "-n", ns.name, "-batch", "-"], input=batch, check=True, text=True)
+    sh("ip", "-n", ns.name, "-batch", "-", input=batch)
     (got,) = ns.probe([{"op": "list_links"}])
     assert len(got) == 301
-    assert [link["name"] for link in got] == [link["ifname"] for link in ns.ipj("link", "show")]
+    assert [link["name"] for link in got] == [link["ifname"] for link in ns.links()]
 
 
 def test_reply_larger_than_buffer(ns):
@@ -308,7 +243,7 @@ def test_reply_larger_than_buffer(ns):
         "    nl._buf = bytearray(16)\n"
         "    print(nl.get_link('lo').name, len(nl.list_links()), len(nl._buf) > 16)\n"
     )
-    assert ns.exec(sys.executable, "-c", code).stdout.split() == ["lo", "1", "True"]
+    assert ns.python(code).split() == ["lo", "1", "True"]
 
 
 def test_delete_link(ns):
@@ -325,7 +260,7 @@ def test_delete_link(ns):
     assert got[:2] == [None, None]
     assert got[2]["errno"] == errno.ENODEV
     assert got[3:] == [None, None]
-    assert [link["ifname"] for link in ns.ipj("link", "show")] == ["lo"]
+    assert [link["ifname"] for link in ns.links()] == ["lo"]
 
 
 def test_global_addresses(ns):
@@ -345,7 +280,7 @@ def test_global_addresses(ns):
     assert got_lo == [] and got_missing == []
 
     for index, got in ((va, got_va), (vb, got_vb)):
-        (info,) = [i for i in ns.ipj("addr", "show") if i["ifindex"] == index]
+        (info,) = [i for i in ns.addresses() if i["ifindex"] == index]
         expect = [f"{a['local']}/{a['prefixlen']}" for a in info["addr_info"] if a["scope"] == "global"]
         assert sorted(got) == sorted(expect)
 
