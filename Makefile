@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 # Debian packages the demo and the tests use.
 APT_PACKAGES = python3-venv python3-pip iproute2 ethtool util-linux qemu-system-x86 \
-               busybox-static cpio kmod
+               busybox-static cpio kmod mandoc man-db
 
 VENV_STAMP = $(VENV)/.installed
 
@@ -49,7 +49,8 @@ test: venv guest
 # The tests that need neither root nor QEMU.
 unit: venv
 	$(VENV)/bin/python -m pytest -ra tests/test_config.py tests/test_hookname.py \
-	  tests/test_plan.py tests/test_install.py tests/test_cli_usage.py $(PYTEST_ARGS)
+	  tests/test_plan.py tests/test_install.py tests/test_cli_usage.py tests/test_man.py \
+	  $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache
