@@ -8,13 +8,16 @@ GUEST_DIR   ?= build/guest
 STRICT      ?= 1
 PYTEST_ARGS ?=
 
-# Debian packages the demo and the tests use.
+# Debian packages the demo and the tests use; the second line builds and checks
+# the .deb (make deb).
 APT_PACKAGES = python3-venv python3-pip iproute2 ethtool util-linux qemu-system-x86 \
-               busybox-static cpio kmod mandoc man-db
+               busybox-static cpio kmod mandoc man-db \
+               build-essential debhelper dh-python pybuild-plugin-pyproject python3-all \
+               python3-hatchling lintian systemd
 
 VENV_STAMP = $(VENV)/.installed
 
-.PHONY: all deps venv guest demo test unit clean
+.PHONY: all deps venv guest demo test unit deb clean
 
 all: venv
 
@@ -51,6 +54,10 @@ unit: venv
 	$(VENV)/bin/python -m pytest -ra tests/test_config.py tests/test_hookname.py \
 	  tests/test_plan.py tests/test_install.py tests/test_cli_usage.py tests/test_man.py \
 	  $(PYTEST_ARGS)
+
+# Packages, built from a copy of the tree in a temporary directory; results in dist/.
+deb: deps
+	packaging/build.sh deb dist
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache
