@@ -9,15 +9,15 @@ STRICT      ?= 1
 PYTEST_ARGS ?=
 
 # Debian packages the demo and the tests use; the second line builds and checks
-# the .deb (make deb).
+# the .deb and the .rpm (make deb, make rpm, tests/test_packaging.py).
 APT_PACKAGES = python3-venv python3-pip iproute2 ethtool util-linux qemu-system-x86 \
                busybox-static cpio kmod mandoc man-db \
                build-essential debhelper dh-python pybuild-plugin-pyproject python3-all \
-               python3-hatchling lintian systemd
+               python3-hatchling python3-installer lintian systemd rpm rpmlint
 
 VENV_STAMP = $(VENV)/.installed
 
-.PHONY: all deps venv guest demo test unit deb clean
+.PHONY: all deps venv guest demo test unit deb rpm clean
 
 all: venv
 
@@ -58,6 +58,9 @@ unit: venv
 # Packages, built from a copy of the tree in a temporary directory; results in dist/.
 deb: deps
 	packaging/build.sh deb dist
+
+rpm: deps
+	packaging/build.sh rpm dist
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache
