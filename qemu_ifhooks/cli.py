@@ -68,6 +68,22 @@ def build_parser() -> _Parser:
                                help="remove the hook entries qemu-ifhooks installed")
     uninstall.add_argument("--dir", default=None, metavar="DIR")
 
+    qemu_args = sub.add_parser("qemu-args", parents=[common],
+                               help="QEMU -netdev/-device arguments for one NIC per VLAN")
+    qemu_args.add_argument("vlans", nargs="+", type=_vlan, metavar="VLAN")
+    qemu_args.add_argument("--vm", metavar="NAME", default=None,
+                           help="VM name: stable MACs and TAP names derive from it")
+    qemu_args.add_argument("--model", metavar="M", default="virtio-net-pci",
+                           help="NIC model (default virtio-net-pci)")
+    qemu_args.add_argument("--hook-dir", metavar="DIR", default=None,
+                           help="where the hook entries are installed (default /etc/qemu-ifhooks)")
+
+    translate = sub.add_parser("translate", parents=[common],
+                               help="translate legacy -net nic,vlan=N/-net tap arguments "
+                                    "to -netdev/-device")
+    translate.add_argument("legacy", nargs="*", metavar="ARG",
+                           help="the legacy QEMU arguments, after '--'")
+
     demo = sub.add_parser("demo", parents=[common],
                           help="show the hooks at work with QEMU in a throwaway namespace")
     demo.add_argument("--guest-dir", metavar="DIR", default=None,
@@ -107,6 +123,27 @@ def _dispatch(args: argparse.Namespace) -> int:
         for path in uninstall(args.dir or DEFAULT_DIR):
             print(f"removed {path}")
         return 0
+    if args.command == "qemu-args":
+        from .install import DEFAULT_DIR
+        from .qemuargs import format_args, qemu_args
+
+        argv = qemu_args(load_config(config_path), args.vlans, args.vm, args.model,
+                         args.hook_dir or DEFAULT_DIR)
+        if args.vm is None:
+            print("qemu-ifhooks: qemu-args: warning: without --vm, QEMU picks the TAP names "
+                  "and gives every VM the same MACs (52:54:00:12:34:56, ...)", file=sys.stderr)
+        print(format_args(argv), end="")
+        return 0
+    if args.command == "translate":
+        from .qemuargs import format_args
+        from .translate import translate
+
+        warnings: List[str] = []
+        argv = translate(args.legacy, warnings)
+        for warning in warnings:
+            print(f"qemu-ifhooks: translate: warning: {warning}", file=sys.stderr)
+        print(format_args(argv), end="")
+        return 0
     if args.command == "demo":
         from .demo import run_demo
 
@@ -115,7 +152,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # what parse_args() does, with a hint for translate
+        hint = "; put the legacy QEMU arguments after '--'" if args.command == "translate" else ""
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     status = [0]
 
     def body() -> None:
