@@ -68,6 +68,16 @@ def build_parser() -> _Parser:
                                help="remove the hook entries qemu-ifhooks installed")
     uninstall.add_argument("--dir", default=None, metavar="DIR")
 
+    plan = sub.add_parser("plan", parents=[common],
+                          help="dry run: what a hook would do, as ip commands")
+    plan.add_argument("action", choices=["ifup", "ifdown"])
+    plan.add_argument("tap", metavar="TAP")
+    plan_which = plan.add_mutually_exclusive_group(required=True)
+    plan_which.add_argument("--vlan", type=_vlan, metavar="N")
+    plan_which.add_argument("--bridge", metavar="BR")
+    plan_which.add_argument("--hook", metavar="NAME",
+                            help="a hook name as QEMU runs it (ifup-br0, qemu-ifup, ...)")
+
     qemu_args = sub.add_parser("qemu-args", parents=[common],
                                help="QEMU -netdev/-device arguments for one NIC per VLAN")
     qemu_args.add_argument("vlans", nargs="+", type=_vlan, metavar="VLAN")
@@ -122,6 +132,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         for path in uninstall(args.dir or DEFAULT_DIR):
             print(f"removed {path}")
+        return 0
+    if args.command == "plan":
+        from .dryrun import dry_run, hook_for
+
+        hook = hook_for(args.action, args.vlan, args.bridge, args.hook)
+        for line in dry_run(load_config(config_path), args.action, args.tap, hook):
+            print(line)
         return 0
     if args.command == "qemu-args":
         from .install import DEFAULT_DIR

@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 from .config import Segment
 from .errors import ConfigError, NotATapError, UnavailableError
-from .netlink import Link
+from .netlink import IFF_UP, Link
 
 
 def mac_text(address: bytes) -> str:
@@ -198,6 +198,20 @@ def plan_bridge(segment: Segment, bridge: Optional[Link], uplink: Optional[Link]
     if bridge is None or not bridge.is_up:
         ops.append(SetUp(name))
     return Plan(tuple(ops))
+
+
+PREDICTED_INDEX = -1  # a bridge not created yet has no ifindex
+
+
+def predicted_bridge(plan: Plan, uplink: Optional[Link]) -> Link:
+    """The bridge as `plan` (plan_bridge's, for a missing bridge) leaves it, so that a dry
+    run can plan the TAP against it: the planned address, up, and the pinned MTU or else
+    the uplink's (an auto-MTU bridge follows its ports)."""
+    create = next(op for op in plan.ops if isinstance(op, CreateBridge))
+    pinned = [op.mtu for op in plan.ops if isinstance(op, SetMtu) and op.ifname == create.bridge]
+    mtu = pinned[-1] if pinned else uplink.mtu if uplink is not None else 1500
+    return Link(index=PREDICTED_INDEX, name=create.bridge, kind="bridge", tun_type=None,
+                flags=IFF_UP, mtu=mtu, master=0, address=create.address, operstate=0)
 
 
 def plan_attach(segment: Segment, tap: Link, bridge: Link) -> Plan:
