@@ -68,6 +68,11 @@ def build_parser() -> _Parser:
                                help="remove the hook entries qemu-ifhooks installed")
     uninstall.add_argument("--dir", default=None, metavar="DIR")
 
+    status = sub.add_parser("status", parents=[common],
+                            help="each segment's bridge, uplink and ports, with the QEMU "
+                                 "process holding each TAP")
+    status.add_argument("--json", action="store_true", help="status as JSON")
+
     plan = sub.add_parser("plan", parents=[common],
                           help="dry run: what a hook would do, as ip commands")
     plan.add_argument("action", choices=["ifup", "ifdown"])
@@ -133,6 +138,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         for path in uninstall(args.dir or DEFAULT_DIR):
             print(f"removed {path}")
         return 0
+    if args.command == "status":
+        from .status import run_status
+
+        return run_status(load_config(config_path), args.json)
     if args.command == "plan":
         from .dryrun import dry_run, hook_for
 
