@@ -68,6 +68,15 @@ def build_parser() -> _Parser:
                                help="remove the hook entries qemu-ifhooks installed")
     uninstall.add_argument("--dir", default=None, metavar="DIR")
 
+    check = sub.add_parser("check", parents=[common],
+                           help="diagnose the host: bridges, uplinks, offloads, firewall, "
+                                "hooks (exit 1 when something fails)")
+    check.add_argument("--json", action="store_true", help="findings as JSON")
+    check.add_argument("--hook-dir", action="append", default=None, metavar="DIR",
+                       dest="hook_dirs",
+                       help="where the hook entries are installed (default /etc/qemu-ifhooks; "
+                            "repeat for several)")
+
     status = sub.add_parser("status", parents=[common],
                             help="each segment's bridge, uplink and ports, with the QEMU "
                                  "process holding each TAP")
@@ -138,6 +147,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         for path in uninstall(args.dir or DEFAULT_DIR):
             print(f"removed {path}")
         return 0
+    if args.command == "check":
+        from .gather import run_check
+        from .install import DEFAULT_DIR
+
+        return run_check(config_path, args.hook_dirs or [DEFAULT_DIR], args.json)
     if args.command == "status":
         from .status import run_status
 

@@ -1,0 +1,198 @@
+"""The facts `qemu-ifhooks check` evaluates, read from the network namespace it runs in:
+links and offloads (pyroute2), /proc/sys/net/bridge, the nftables ruleset (and legacy
+iptables when its tables are in use), /dev/net/tun, the hook entries, kernel support.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import stat
+import subprocess
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .config import config_path, parse_config, read_toml
+from .doctor import Facts, HookDir, HookEntry
+from .errors import HookError, PermissionDenied
+from .firewall import IPV4, IPV6, Drop, iptables_drops, nft_drops
+from .inventory import Inventory, read_features, read_inventory
+
+BRIDGE_SYSCTLS = "/proc/sys/net/bridge"
+COMMAND_TIMEOUT = 15  # seconds
+
+
+def load(explicit: Optional[str]) -> dict:
+    """Config, or why not, as Facts fields."""
+    path = config_path(explicit)
+    fields: dict = {"config_path": path}
+    try:
+        fields["config"] = parse_config(read_toml(path), path)
+        st = os.stat(path)
+        fields["config_owner"] = (st.st_uid, stat.S_IMODE(st.st_mode))
+    except HookError as error:
+        fields["config_error"] = str(error)
+        fields["config_insecure"] = isinstance(error, PermissionDenied)
+    return fields
+
+
+def bridge_nf() -> Optional[Dict[str, int]]:
+    if not os.path.isdir(BRIDGE_SYSCTLS):
+        return None
+    values = {}
+    for key in ("iptables", "ip6tables"):
+        try:
+            with open(f"{BRIDGE_SYSCTLS}/bridge-nf-call-{key}") as f:
+                values[key] = int(f.read().strip())
+        except (OSError, ValueError):
+            values[key] = 0
+    return values
+
+
+def _run(argv: Sequence[str]) -> Tuple[Optional[str], Optional[str]]:
+    """(stdout, None) or (None, why it failed)."""
+    try:
+        done = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, str(e)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        return None, lines[0] if lines else f"exit status {done.returncode}"
+    return done.stdout, None
+
+
+def _legacy_tables(name: str) -> bool:
+    try:
+        with open(f"/proc/net/{name}") as f:
+            return "filter" in f.read().split()
+    except OSError:
+        return False
+
+
+def firewall() -> Tuple[List[Drop], List[str]]:
+    """Drops on the forward path, and what could not be read. nftables shows its own
+    rules and those of iptables-nft; legacy iptables is read only when its filter table
+    exists in this namespace."""
+    drops: List[Drop] = []
+    problems: List[str] = []
+    nft = shutil.which("nft")
+    if nft is None:
+        problems.append("cannot read the nftables ruleset: nft is not installed "
+                        "(apt-get install nftables)")
+    else:
+        out, why = _run([nft, "-j", "list", "ruleset"])
+        if out is None:
+            problems.append(f"cannot read the nftables ruleset: {why}")
+        else:
+            try:
+                drops += nft_drops(out)
+            except (ValueError, KeyError, AttributeError) as e:
+                problems.append(f"cannot parse 'nft -j list ruleset': {e}")
+    for table, command, path in (("ip_tables_names", "iptables-legacy", IPV4),
+                                 ("ip6_tables_names", "ip6tables-legacy", IPV6)):
+        if not _legacy_tables(table):
+            continue
+        program = shutil.which(command)
+        if program is None:
+            problems.append(f"legacy {table.split('_')[0]} tables are in use but {command} "
+                            f"is not installed (apt-get install iptables)")
+            continue
+        out, why = _run([program, "-S", "FORWARD"])
+        if out is None:
+            problems.append(f"cannot read {command} FORWARD: {why}")
+        else:
+            drops += iptables_drops(out, path, command)
+    return drops, problems
+
+
+def tun_problem(path: str = "/dev/net/tun") -> Optional[str]:
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return f"missing ({e.strerror}): QEMU cannot create TAPs"
+    if not stat.S_ISCHR(st.st_mode) or (os.major(st.st_rdev), os.minor(st.st_rdev)) != (10, 200):
+        return "not the TUN/TAP character device (10, 200)"
+    return None
+
+
+def hook_dirs(config, directories: Sequence[str]) -> Tuple[HookDir, ...]:
+    from .install import entry_names, is_ours
+
+    out = []
+    names = [name for pair in entry_names(config) for name in pair] if config else []
+    for directory in directories:
+        if not os.path.isdir(directory):
+            out.append(HookDir(directory, False))
+            continue
+        entries = []
+        for name in names:
+            path = os.path.join(directory, name)
+            exists = os.path.lexists(path)
+            target = os.path.realpath(path) if os.path.exists(path) else None
+            entries.append(HookEntry(name, path, exists,
+                                     exists and target is not None and os.path.isfile(target)
+                                     and os.access(path, os.X_OK),
+                                     exists and is_ours(path), target))
+        out.append(HookDir(directory, True, tuple(entries)))
+    return tuple(out)
+
+
+def this_hook_program() -> Optional[str]:
+    from .install import hook_program
+
+    try:
+        return os.path.realpath(hook_program())
+    except HookError:
+        return None
+
+
+def vlan_support() -> Optional[bool]:
+    """802.1Q: registered in this kernel (built in or loaded), or loadable."""
+    if os.path.isdir("/proc/net/vlan") or os.path.isdir("/sys/module/8021q"):
+        return True
+    modules = f"/lib/modules/{platform.release()}"
+    if not os.path.isdir(modules):
+        return False
+    for _, _, files in os.walk(os.path.join(modules, "kernel", "net", "8021q")):
+        if any(f.startswith("8021q.ko") for f in files):
+            return True
+    return False
+
+
+def vlan_filtering_support(inventory: Inventory) -> Optional[bool]:
+    """Known only from an existing bridge: its sysfs shows vlan_filtering only when the
+    kernel has CONFIG_BRIDGE_VLAN_FILTERING."""
+    for link in inventory.links.values():
+        if link.kind == "bridge" and os.path.isdir(f"/sys/class/net/{link.name}/bridge"):
+            return os.path.exists(f"/sys/class/net/{link.name}/bridge/vlan_filtering")
+    return None
+
+
+def gather(explicit_config: Optional[str], directories: Sequence[str]) -> Facts:
+    fields = load(explicit_config)
+    config = fields.get("config")
+    inventory = read_inventory()
+    devices: List[str] = []
+    for segment in (config.bridges() if config else ()):
+        uplink = inventory.get(segment.uplink)
+        if uplink is not None:
+            devices.append(uplink.name)
+            if uplink.lower and uplink.lower in inventory.links:
+                devices.append(uplink.lower)
+    features, feature_errors = read_features(devices)
+    drops, problems = firewall()
+    return Facts(**fields, inventory=inventory, features=features,
+                 feature_errors=feature_errors, bridge_nf=bridge_nf(), drops=tuple(drops),
+                 firewall_problems=tuple(problems), tun_problem=tun_problem(),
+                 hook_program=this_hook_program(), hook_dirs=hook_dirs(config, directories),
+                 vlan_support=vlan_support(), vlan_filtering_support=vlan_filtering_support(inventory))
+
+
+def run_check(explicit_config: Optional[str], directories: Sequence[str], as_json: bool) -> int:
+    from .doctor import evaluate, failed, render_json, render_text
+    from .errors import ExitStatus
+
+    findings = evaluate(gather(explicit_config, directories))
+    print(render_json(findings) if as_json else render_text(findings), end="")
+    return ExitStatus.FAILED if failed(findings) else ExitStatus.OK
