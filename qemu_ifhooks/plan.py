@@ -15,6 +15,9 @@ from .errors import ConfigError, NotATapError, UnavailableError
 from .netlink import IFF_UP, Link
 
 
+BRIDGE_DEFAULT_MTU = 1500  # what the kernel gives a new bridge (ETH_DATA_LEN)
+
+
 def mac_text(address: bytes) -> str:
     return ":".join(f"{b:02x}" for b in address)
 
@@ -180,7 +183,12 @@ def plan_bridge(segment: Segment, bridge: Optional[Link], uplink: Optional[Link]
             derived_bridge_mac(name, machine_id)
         ops.append(CreateBridge(name, address, segment.stp, segment.forward_delay))
         if segment.mtu is not None:
-            ops.append(SetMtu(name, segment.mtu))  # set after creation: it pins the MTU
+            # Setting the MTU after creation pins it (no port can lower it), but only
+            # when it changes: the kernel skips a change to the same value, so first
+            # step off a new bridge's default MTU.
+            if segment.mtu == BRIDGE_DEFAULT_MTU:
+                ops.append(SetMtu(name, BRIDGE_DEFAULT_MTU - 1))
+            ops.append(SetMtu(name, segment.mtu))
     elif bridge.kind != "bridge":
         raise UnavailableError(f"{name} exists but is a {describe_link(bridge)}, not a bridge")
     if uplink is not None and uplink_needs_attaching(uplink, bridge):
@@ -209,7 +217,7 @@ def predicted_bridge(plan: Plan, uplink: Optional[Link]) -> Link:
     the uplink's (an auto-MTU bridge follows its ports)."""
     create = next(op for op in plan.ops if isinstance(op, CreateBridge))
     pinned = [op.mtu for op in plan.ops if isinstance(op, SetMtu) and op.ifname == create.bridge]
-    mtu = pinned[-1] if pinned else uplink.mtu if uplink is not None else 1500
+    mtu = pinned[-1] if pinned else uplink.mtu if uplink is not None else BRIDGE_DEFAULT_MTU
     return Link(index=PREDICTED_INDEX, name=create.bridge, kind="bridge", tun_type=None,
                 flags=IFF_UP, mtu=mtu, master=0, address=create.address, operstate=0)
 

@@ -338,3 +338,15 @@ def test_hot_path_imports_no_pyroute2(seed, hooks):
                     if line.startswith("import time:")]
         assert "qemu_ifhooks.netlink" in imported  # the trace works
         assert not [m for m in imported if m.split(".")[0] == "pyroute2"], imported
+
+
+@pytest.mark.parametrize("mtu", [1500, 9000])
+def test_configured_mtu_stays_when_a_smaller_port_joins_later(netns, hooks, mtu):
+    """Pinned means pinned even when it equals a new bridge's default: the kernel only
+    marks an MTU as the user's when setting it changes it."""
+    hooks.write_config(f'[vlan.0]\nbridge = "br0"\nmtu = {mtu}\n')
+    netns.hold_taps("tap0")
+    assert hooks.run(netns, "ifup-br0", "tap0").returncode == 0
+    netns.ip("link", "add", "name", "small", "mtu", "1400", "type", "veth", "peer", "name", "smallp")
+    netns.ip("link", "set", "small", "master", "br0")  # an admin adds a port by hand
+    assert netns.link("br0")["mtu"] == mtu
