@@ -229,6 +229,15 @@ class Hooks:
 
 
 @pytest.fixture
+def seed(netns, hooks):
+    """The seed's two VLANs: uplinks eth0/eth1 (veths with GRO on), no bridges yet."""
+    netns.veth("eth0", "lan0")
+    netns.veth("eth1", "lan1")
+    hooks.write_config(SEED_CONFIG)
+    return netns
+
+
+@pytest.fixture
 def hooks() -> Hooks:
     # Not under pytest's 0700 tmp_path: hooks also run as an unprivileged user, as
     # after QEMU's -runas.

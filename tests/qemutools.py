@@ -13,9 +13,9 @@ QEMU_BASE = ["qemu-system-x86_64", "-accel", "tcg", "-m", "64", "-S", "-nodefaul
 _ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-def start(ns, args: List[str], request, env=None) -> subprocess.Popen:
-    """QEMU in `ns`, killed by the finalizer if the test has not quit it."""
-    qemu = ns.popen(*QEMU_BASE, *args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+def start(ns, args: List[str], request, env=None, base: List[str] = QEMU_BASE) -> subprocess.Popen:
+    """QEMU (`base` + `args`) in `ns`, killed by the finalizer if the test has not quit it."""
+    qemu = ns.popen(*base, *args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE, text=True, env=env)
 
     def stop():

@@ -16,15 +16,6 @@ from conftest import SEED_CONFIG, assert_one_line_error
 EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_NOPERM, EX_TEMPFAIL, EX_CONFIG = 64, 65, 69, 77, 75, 78
 
 
-@pytest.fixture
-def seed(netns, hooks):
-    """The seed's two VLANs: uplinks eth0/eth1 (veths with GRO on), no bridges yet."""
-    netns.veth("eth0", "lan0")
-    netns.veth("eth1", "lan1")
-    hooks.write_config(SEED_CONFIG)
-    return netns
-
-
 def flags(link: dict) -> set:
     return set(link["flags"])
 

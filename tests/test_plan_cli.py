@@ -28,14 +28,6 @@ def hook_commands(hooks, action, tap):
             and "result=" not in line]
 
 
-@pytest.fixture
-def seed(netns, hooks):
-    netns.veth("eth0", "lan0")
-    netns.veth("eth1", "lan1")
-    hooks.write_config(SEED_CONFIG)
-    return netns
-
-
 def test_plan_ifup_on_a_fresh_host_is_what_the_hook_then_does(seed, hooks):
     seed.hold_taps("tap0")
     before = seed.snapshot()

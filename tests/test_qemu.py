@@ -3,13 +3,11 @@ pings through each bridge to the far side of its uplink (the seed's scenario).""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import time
-
 import pytest
 
+import qemutools
 from conftest import CLI, GUEST_DIR, SEED_CONFIG, require_guest, require_qemu, sh
+from qemutools import wait_for
 
 NICS = [  # vlan, tap, bridge, mac, guest address, peer on the LAN
     (0, "vmtap0", "br0", "00:16:3e:00:01:01", "192.0.2.10/24", "192.0.2.1"),
@@ -33,6 +31,10 @@ def lab(make_netns, hooks):
     return host, lan, hooks
 
 
+def start(host, hooks, extra, request):
+    return qemutools.start(host, qemu_argv(hooks, extra), request, env=hooks.env(), base=[])
+
+
 def qemu_argv(hooks, extra):
     argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-nodefaults",
             "-display", "none", "-no-reboot", "-name", "hooktest", "-monitor", "stdio"]
@@ -43,40 +45,14 @@ def qemu_argv(hooks, extra):
     return argv + extra
 
 
-def start(host, hooks, extra, request):
-    qemu = host.popen(*qemu_argv(hooks, extra), env=hooks.env(), stdin=subprocess.PIPE,
-                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def stop():
-        if qemu.poll() is None:
-            qemu.kill()
-        qemu.communicate()
-    request.addfinalizer(stop)
-    return qemu
-
-
-def masters(host):
-    return {p["ifname"]: p.get("master")
-            for p in json.loads(sh("bridge", "-n", host.name, "-j", "link").stdout or "[]")}
-
-
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
 def test_qemu_runs_the_hooks_for_two_nics_and_the_downscripts_on_quit(lab, request):
     require_qemu()
     host, _, hooks = lab
     qemu = start(host, hooks, ["-S"], request)
     wanted = {tap: bridge for _, tap, bridge, _, _, _ in NICS}
-    assert wait_for(lambda: all(masters(host).get(t) == b for t, b in wanted.items())), \
-        (masters(host), qemu.poll())
-    assert masters(host)["eth0"] == "br0" and masters(host)["eth1"] == "br1"
+    assert wait_for(lambda: all(host.master_of(t) == b for t, b in wanted.items())), \
+        ([host.master_of(t) for t in wanted], qemu.poll())
+    assert host.master_of("eth0") == "br0" and host.master_of("eth1") == "br1"
 
     out, err = qemu.communicate("quit\n", timeout=60)
     assert qemu.returncode == 0, err
