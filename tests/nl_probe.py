@@ -5,7 +5,9 @@ Meant to run inside a test network namespace:
     ip netns exec NS python tests/nl_probe.py '[{"op": "get_link", "name": "lo"}]'
 
 prints one JSON list with a result per operation.  A raised exception becomes
-{"error": "<class name>", "errno": N} and does not stop later operations.
+{"error": "<class name>", "errno": N, "text": ..., "extack": ..., "feature": ...}
+(feature: that of netlink.MissingKernelFeature) and does not stop later operations.
+Bridge VLANs (netlink.BridgeVlan) come out as [vid, pvid, untagged].
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def run(ops: list) -> list:
                 results.append(_jsonable(result))
             except Exception as e:  # reported to the test, not raised
                 results.append({"error": type(e).__name__, "errno": getattr(e, "errno", None), "text": str(e),
-                                "extack": getattr(e, "extack", None)})
+                                "extack": getattr(e, "extack", None), "feature": getattr(e, "feature", None)})
     return results
 
 
