@@ -10,6 +10,9 @@ and read a bridge port's VLANs (``bridge vlan``).  A kernel built without
 CONFIG_VLAN_8021Q or CONFIG_BRIDGE_VLAN_FILTERING answers those with EOPNOTSUPP;
 they raise ``MissingKernelFeature`` (an OSError) then, so callers can say which
 kernel option is missing instead of showing a bare netlink error.
+
+``set_link(alias=...)`` and ``Link.alias`` write and read a link's alias
+(IFLA_IFALIAS), which the hooks use to mark the subinterfaces they create.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ _IFLA_MTU = 4
 _IFLA_LINK = 5
 _IFLA_MASTER = 10
 _IFLA_OPERSTATE = 16
+_IFLA_IFALIAS = 20
 _IFLA_LINKINFO = 18
 _IFLA_AF_SPEC = 26
 _IFLA_EXT_MASK = 29
@@ -102,6 +106,7 @@ _RT_SCOPE_UNIVERSE = 0
 _ARPHRD_ETHER = 1
 _TUN_TYPE_NAMES = {1: "tun", 2: "tap"}  # IFF_TUN, IFF_TAP
 _IFNAMSIZ = 16
+_IFALIASZ = 256
 _USER_HZ = 100  # the bridge speaks clock_t (1/100 s), whatever the kernel HZ
 
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
@@ -135,6 +140,7 @@ class Link:
     # means the kernel lacks CONFIG_BRIDGE_VLAN_FILTERING (it only reports the
     # attribute when built with it).
     vlan_default_pvid: int | None = None
+    alias: str | None = None  # IFLA_IFALIAS (`ip link set dev X alias TEXT`); None when unset
 
     @property
     def is_up(self) -> bool:
@@ -235,6 +241,7 @@ def _parse_link(msg) -> Link:
     oper = at.get(_IFLA_OPERSTATE)
     addr = at.get(_IFLA_ADDRESS)
     parent = at.get(_IFLA_LINK)
+    alias = at.get(_IFLA_IFALIAS)
     return Link(
         index=index,
         name=_cstr(at[_IFLA_IFNAME]) if _IFLA_IFNAME in at else "",
@@ -249,6 +256,7 @@ def _parse_link(msg) -> Link:
         vlan_id=vlan_id,
         vlan_filtering=vlan_filtering,
         vlan_default_pvid=vlan_default_pvid,
+        alias=(_cstr(alias) or None) if alias is not None else None,
     )
 
 
@@ -543,8 +551,10 @@ class Netlink:
         mtu: int | None = None,
         up: bool | None = None,
         address: bytes | None = None,
+        alias: str | None = None,
     ) -> None:
-        """Change only the given fields; master=0 detaches from the current master."""
+        """Change only the given fields; master=0 detaches from the current master,
+        alias="" removes the alias."""
         if index <= 0:
             raise ValueError(f"invalid interface index: {index}")
         flags = change = 0
@@ -557,6 +567,11 @@ class Netlink:
             attrs.append(_u32_attr(_IFLA_MTU, mtu))
         if master is not None:
             attrs.append(_u32_attr(_IFLA_MASTER, master))
+        if alias is not None:
+            raw = alias.encode("utf-8", "surrogateescape")
+            if len(raw) >= _IFALIASZ or b"\0" in raw:
+                raise ValueError(f"invalid interface alias: {alias!r}")
+            attrs.append(_attr(_IFLA_IFALIAS, raw))  # as iproute2 sends it: no NUL
         payload = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change) + b"".join(attrs)
         self._ack(_RTM_NEWLINK, 0, payload)
 

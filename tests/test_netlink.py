@@ -114,6 +114,31 @@ def test_tap_and_tun(ns):
     assert_same_as_oracles(ns, tun)
 
 
+def test_alias_set_read_and_cleared(ns):
+    """IFLA_IFALIAS: what the codec writes, iproute2 and pyroute2 read, and back."""
+    ns.ip("link", "add", "va", "type", "veth", "peer", "name", "vb")
+    ns.ip("link", "set", "vb", "alias", "set by ip: vb")
+    va, vb = ns.index("va"), ns.index("vb")
+    got = ns.probe([
+        {"op": "get_link", "name": "va"},
+        {"op": "set_link", "index": va, "alias": "qemu-ifhooks: vlan.1"},
+        {"op": "get_link", "name": "va"},
+        {"op": "get_link", "name": "vb"},
+        {"op": "set_link", "index": va, "alias": "x" * 256},
+        {"op": "set_link", "index": va, "alias": "a\0b"},
+    ])
+    assert got[0]["alias"] is None and got[1] is None
+    assert got[2]["alias"] == "qemu-ifhooks: vlan.1" == ns.link("va")["ifalias"]
+    assert ns.python("from pyroute2 import IPRoute\nwith IPRoute() as i:\n"
+                     " print(i.get_links(ifname='va')[0].get_attr('IFLA_IFALIAS'))") == \
+        "qemu-ifhooks: vlan.1\n"
+    assert got[3]["alias"] == "set by ip: vb"
+    assert got[4]["error"] == got[5]["error"] == "ValueError"  # refused before the kernel
+    assert ns.probe([{"op": "set_link", "index": va, "alias": ""},
+                     {"op": "get_link", "name": "va"}]) == [None, {**got[2], "alias": None}]
+    assert "ifalias" not in ns.link("va")
+
+
 def _linkinfo_msg(ifi_type: int, info: bytes) -> bytes:
     from qemu_ifhooks import netlink as m
 
