@@ -3,15 +3,15 @@ verify. Shared by `hook.py` (ifup/ifdown) and `admin.py` (up/down)."""
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, NamedTuple, Optional
 
 from .apply import Executor, verify_attached
 from .config import Segment
 from .errors import PermissionDenied, UnavailableError
 from .lock import BridgeLock
-from .netlink import Link, Netlink
-from .plan import (check_offloads, plan_attach, plan_bridge, plan_detach, plan_teardown,
-                   require_supported, require_tap, uplink_needs_attaching)
+from .netlink import BridgeVlan, Link, Netlink
+from .plan import (Plan, check_offloads, plan_attach, plan_bridge, plan_detach, plan_teardown,
+                   require_tap, uplink_needs_attaching)
 
 Trace = Callable[[str], None]
 
@@ -24,27 +24,56 @@ def machine_id() -> bytes:
         return b""
 
 
-def observe(nl: Netlink, segment: Segment) -> Tuple[Optional[Link], Optional[Link], List[str]]:
-    """The segment's bridge, its uplink, and the uplink's global addresses when they
-    matter (only when the uplink is about to be enslaved)."""
+class Scene(NamedTuple):
+    """What plan_bridge looks at: the segment's links as the kernel has them."""
+
+    bridge: Optional[Link]
+    uplink: Optional[Link]
+    vlan_port: Optional[Link]  # a classic segment's <uplink>.<tag>, when it exists
+    addresses: List[str]  # global addresses of the link about to join the bridge
+    uplink_vlans: Optional[List[BridgeVlan]]  # the uplink's, on a VLAN-aware bridge
+
+    def plan(self, segment: Segment, machine_id: bytes = b"",
+             create: Optional[bool] = None) -> Plan:
+        return plan_bridge(segment, self.bridge, self.uplink, self.addresses, machine_id,
+                           create, vlan_port=self.vlan_port, uplink_vlans=self.uplink_vlans)
+
+
+def observe(nl: Netlink, segment: Segment) -> Scene:
+    """The segment's bridge and uplink port; the port's global addresses only when it
+    is about to be enslaved, and its VLANs only on a VLAN-aware bridge it is part of."""
     bridge = nl.get_link(segment.bridge)
     uplink = nl.get_link(segment.uplink) if segment.uplink else None
+    vlan_port = nl.get_link(segment.uplink_port) if segment.classic and uplink else None
+    port = vlan_port if segment.classic else uplink
     addresses: List[str] = []
-    if uplink is not None and uplink_needs_attaching(uplink, bridge):
-        addresses = nl.global_addresses(uplink.index)
-    return bridge, uplink, addresses
+    uplink_vlans = None
+    if port is not None and uplink_needs_attaching(port, bridge):
+        addresses = nl.global_addresses(port.index)
+    elif port is not None and segment.vlan_aware:
+        uplink_vlans = nl.bridge_vlans(port.index)
+    return Scene(bridge, uplink, vlan_port, addresses, uplink_vlans)
 
 
-def check_uplink_offloads(segment: Segment, uplink: Optional[Link],
-                          warn: Callable[[str], None]) -> None:
-    if uplink is None or segment.offload_check == "off":
+def check_uplink_offloads(segment: Segment, scene: Scene, warn: Callable[[str], None]) -> None:
+    """The uplink's receive offloads, and those of a classic segment's subinterface."""
+    if segment.offload_check == "off":
         return
     from .ethtool import read_offloads
 
-    offloads = read_offloads(uplink.name)
-    warning = check_offloads(segment, uplink.name, offloads.gro, offloads.lro)
-    if warning:
-        warn(warning)
+    for link in (scene.uplink, scene.vlan_port):
+        if link is not None:
+            offloads = read_offloads(link.name)
+            warning = check_offloads(segment, link.name, offloads.gro, offloads.lro)
+            if warning:
+                warn(warning)
+
+
+def tap_vlans(nl: Netlink, segment: Segment, tap: Link, bridge: Link) -> List[BridgeVlan]:
+    """The VLANs of a TAP already on a VLAN-aware bridge (a repeated ifup)."""
+    if segment.vlan_aware and tap.master == bridge.index:
+        return nl.bridge_vlans(tap.index)
+    return []
 
 
 def ensure_bridge(nl: Netlink, segment: Segment, lock: BridgeLock, trace: Trace,
@@ -52,17 +81,17 @@ def ensure_bridge(nl: Netlink, segment: Segment, lock: BridgeLock, trace: Trace,
     """Make the bridge exist with its uplink, up; return it. Leaves `lock` held (shared,
     or exclusive if anything had to be built) so the bridge cannot go away meanwhile.
     `create` overrides the segment's setting."""
-    require_supported(segment)
     lock.shared()
-    bridge, uplink, addresses = observe(nl, segment)
-    check_uplink_offloads(segment, uplink, warn)
-    if plan_bridge(segment, bridge, uplink, addresses, create=create).ops:
+    scene = observe(nl, segment)
+    check_uplink_offloads(segment, scene, warn)
+    bridge = scene.bridge
+    if scene.plan(segment, create=create).ops:
         # Build under the exclusive lock, after looking again: a concurrent hook may
         # have built it while we waited.
         lock.exclusive()
-        bridge, uplink, addresses = observe(nl, segment)
-        plan = plan_bridge(segment, bridge, uplink, addresses, machine_id(), create)
-        Executor(nl, (bridge, uplink), trace).apply(plan.ops)
+        scene = observe(nl, segment)
+        plan = scene.plan(segment, machine_id(), create)
+        Executor(nl, (scene.bridge, scene.uplink, scene.vlan_port), trace).apply(plan.ops)
         bridge = nl.get_link(segment.bridge)
         if bridge is None:
             raise UnavailableError(f"bridge {segment.bridge} disappeared after creation")
@@ -78,7 +107,8 @@ def attach(nl: Netlink, segment: Segment, tap: str, trace: Trace,
     require_tap(link)  # before anything else: never build or enslave for a non-TAP
     with BridgeLock(segment.bridge) as lock:
         bridge = ensure_bridge(nl, segment, lock, trace, warn)
-        Executor(nl, (link, bridge), trace).apply(plan_attach(segment, link, bridge).ops)
+        plan = plan_attach(segment, link, bridge, tap_vlans(nl, segment, link, bridge))
+        Executor(nl, (link, bridge), trace).apply(plan.ops)
         verify_attached(nl, tap, bridge)
 
 
@@ -99,14 +129,17 @@ def detach(nl: Netlink, segment: Segment, tap: str, trace: Trace,
         note("disappeared while being detached")
 
 
-def teardown(nl: Netlink, segment: Segment, force: bool, trace: Trace) -> bool:
-    """Delete the segment's bridge; False when there was none."""
+def teardown(nl: Netlink, segment: Segment, force: bool, trace: Trace,
+             note: Callable[[str], None] = lambda message: None) -> bool:
+    """Delete the segment's bridge, and a classic segment's subinterface if the hooks
+    made it; False when there was nothing to delete."""
     with BridgeLock(segment.bridge) as lock:
         lock.exclusive()
         bridge = nl.get_link(segment.bridge)
-        if bridge is None:
-            return False
-        ports = nl.list_links(master=bridge.index)
-        plan = plan_teardown(segment, bridge, ports, force)
-        Executor(nl, [bridge] + ports, trace).apply(plan.ops)
-        return True
+        ports = nl.list_links(master=bridge.index) if bridge else []
+        vlan_port = nl.get_link(segment.uplink_port) if segment.classic else None
+        plan = plan_teardown(segment, bridge, ports, force, vlan_port)
+        for message in plan.notes:
+            note(message)
+        Executor(nl, [bridge, vlan_port] + ports, trace).apply(plan.ops)
+        return bool(plan.ops)

@@ -61,7 +61,7 @@ def up(config: Config, vlans: Sequence[int], verbose: bool) -> int:
         with BridgeLock(segment.bridge) as lock:
             ensure_bridge(nl, segment, lock, record,
                           lambda message: warn(f"up: {segment.key}", message), create=True)
-        uplink = f" with uplink {segment.uplink}" if segment.uplink else ""
+        uplink = f" with uplink {segment.uplink_port}" if segment.uplink_port else ""
         return f"{'set up' if done else 'already up'}{uplink}"
 
     return _each_bridge(config, vlans, "up", build)
@@ -71,7 +71,9 @@ def down(config: Config, vlans: Sequence[int], force: bool, verbose: bool) -> in
     trace = _tracer(verbose)
 
     def remove(nl: Netlink, segment: Segment) -> str:
-        return "removed" if teardown(nl, segment, force, trace) else "absent"
+        notes: List[str] = []
+        done = "removed" if teardown(nl, segment, force, trace, notes.append) else "absent"
+        return "; ".join([done] + notes)
 
     return _each_bridge(config, vlans, "down", remove)
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import errno
-from typing import Callable, Dict, Iterable, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 from .errors import HookError, KernelError, PermissionDenied, UnavailableError
-from .netlink import Link, Netlink
-from .plan import (CreateBridge, DeleteLink, Op, SetDown, SetMaster, SetMtu, SetNoMaster,
-                   SetUp)
+from .netlink import Link, MissingKernelFeature, Netlink
+from .plan import (BridgeVlanAdd, BridgeVlanDel, CreateBridge, CreateVlan, DeleteLink, Op,
+                   SetAlias, SetDown, SetMaster, SetMtu, SetNoMaster, SetUp, kernel_lacks)
 
 
 def kernel_error(op: Op, error: OSError) -> HookError:
     """Map the kernel's refusal of one operation to the exit-status table."""
+    if isinstance(error, MissingKernelFeature):
+        return kernel_lacks(error.feature)
     what = f"'{op.command()}' failed: {error.strerror or error}"
     if error.errno in (errno.EPERM, errno.EACCES):
         return PermissionDenied(f"{what}; the hook needs CAP_NET_ADMIN (run QEMU as root, "
@@ -40,18 +42,46 @@ class Executor:
         return self.indexes[name]
 
     def apply(self, ops: Iterable[Op]) -> None:
-        for op in ops:
-            self.trace(op.command())
+        """Carry out `ops` in order. When one fails, the links created so far are
+        deleted again: a failure leaves nothing half-built."""
+        created: List[str] = []
+        try:
+            for op in ops:
+                self.trace(op.command())
+                try:
+                    self._apply(op)
+                except OSError as error:
+                    raise kernel_error(op, error) from None
+                if isinstance(op, (CreateBridge, CreateVlan)):
+                    created.append(op.bridge if isinstance(op, CreateBridge) else op.ifname)
+        except BaseException:
+            self._undo(created)
+            raise
+
+    def _undo(self, created: List[str]) -> None:
+        for name in reversed(created):
+            undo = DeleteLink(name)
+            self.trace(f"{undo.command()} (undo)")
             try:
-                self._apply(op)
-            except OSError as error:
-                raise kernel_error(op, error) from None
+                self._apply(undo)
+            except (OSError, HookError):
+                pass  # the error being raised matters more
 
     def _apply(self, op: Op) -> None:
         nl = self.nl
         if isinstance(op, CreateBridge):
             nl.create_bridge(op.bridge, address=op.address, stp=op.stp,
-                             forward_delay=op.forward_delay)
+                             forward_delay=op.forward_delay, vlan_filtering=op.vlan_aware,
+                             default_pvid=0 if op.vlan_aware else None)
+        elif isinstance(op, CreateVlan):
+            nl.create_vlan(op.ifname, parent=self.index(op.parent), vid=op.vid)
+        elif isinstance(op, SetAlias):
+            nl.set_link(self.index(op.ifname), alias=op.alias)
+        elif isinstance(op, BridgeVlanAdd):
+            nl.bridge_vlan_add(self.index(op.ifname), op.vid, pvid=op.pvid_untagged,
+                               untagged=op.pvid_untagged)
+        elif isinstance(op, BridgeVlanDel):
+            nl.bridge_vlan_del(self.index(op.ifname), op.vid)
         elif isinstance(op, SetMtu):
             nl.set_link(self.index(op.ifname), mtu=op.mtu)
         elif isinstance(op, SetMaster):

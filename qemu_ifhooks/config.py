@@ -6,6 +6,7 @@ is the thin edge that finds, checks and reads the file.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from dataclasses import dataclass
@@ -43,10 +44,33 @@ class Segment:
     stp: bool = False
     forward_delay: int = 0
     allow_addressed_uplink: bool = False
+    trunk: Tuple[int, ...] = ()  # VLANs a TAP of a VLAN-aware bridge also gets, tagged
+    # Derived from the whole config, not a key: the VLANs of a VLAN-aware bridge (one
+    # that several tagged segments share), every segment's tag and trunk, which its
+    # uplink carries tagged. Empty for every other bridge.
+    bridge_vids: Tuple[int, ...] = ()
 
     @property
     def key(self) -> str:
         return f"vlan.{self.vlan}"
+
+    @property
+    def vlan_aware(self) -> bool:
+        """The bridge is shared by tagged segments: VLAN filtering keeps them apart."""
+        return bool(self.bridge_vids)
+
+    @property
+    def classic(self) -> bool:
+        """A tag on a bridge of its own: the bridge's uplink port is <uplink>.<tag>."""
+        return self.tag is not None and not self.vlan_aware
+
+    @property
+    def uplink_port(self) -> Optional[str]:
+        """The link that joins the bridge to the physical network: the uplink, or a
+        classic segment's 802.1Q subinterface of it."""
+        if self.uplink is not None and self.classic:
+            return f"{self.uplink}.{self.tag}"
+        return self.uplink
 
 
 @dataclass(frozen=True)
@@ -109,6 +133,13 @@ def _interface(value: Any) -> str:
     return value
 
 
+def _vlan_tags(value: Any) -> Tuple[int, ...]:
+    if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_VLAN for v in value):
+        raise _Invalid(f"a list of 802.1Q tags 1..{MAX_VLAN}")
+    return tuple(value)
+
+
 def _globs(value: Any) -> Tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise _Invalid("a list of TAP-name globs")
@@ -129,6 +160,7 @@ SEGMENT_ONLY: Dict[str, Callable[[Any], Any]] = {
     "tag": _integer(1, MAX_VLAN),
     "mtu": _integer(68, 65535),
     "match": _globs,
+    "trunk": _vlan_tags,
 }
 DEFAULTS_ONLY: Dict[str, Callable[[Any], Any]] = {
     "vlan": _integer(0, MAX_VLAN, "a VLAN number"),
@@ -200,9 +232,7 @@ class _Parser:
             raise ConfigError(f"{self.path}: no segments: add a [vlan.N] table with a bridge")
         segments = [self.segment(key, value, defaults, inherited_checks)
                     for key, value in vlans.items()]
-        config = Config(self.path, tuple(segments), default_vlan)
-        self.cross_check(config)
-        return config
+        return self.cross_check(Config(self.path, tuple(segments), default_vlan))
 
     def segment(self, key: str, value: Any, defaults: Dict[str, Any],
                 inherited_checks: Dict[str, Callable[[Any], Any]]) -> Segment:
@@ -222,35 +252,129 @@ class _Parser:
             raise self.fail(f"{keypath}.forward_delay",
                             f"with stp = true the kernel needs 2..30 seconds, "
                             f"got {segment.forward_delay}{origin}")
+        for index, vid in enumerate(segment.trunk):
+            if vid in segment.trunk[:index]:
+                raise self.fail(f"{keypath}.trunk", f"{vid} is listed twice")
+            if vid == segment.tag:
+                raise self.fail(f"{keypath}.trunk",
+                                f"{vid} is the segment's own tag, which its TAPs get untagged")
         return segment
 
-    def cross_check(self, config: Config) -> None:
-        first_on_bridge: Dict[str, Segment] = {}
-        uplink_owner: Dict[Tuple[str, Optional[int]], Segment] = {}
-        bridges = {s.bridge for s in config.segments}
+    def cross_check(self, config: Config) -> Config:
+        """The rules between segments; the config with each segment's bridge_vids."""
+        on_bridge: Dict[str, List[Segment]] = {}
         for segment in config.segments:
-            first = first_on_bridge.setdefault(segment.bridge, segment)
-            for field in BRIDGE_WIDE:
-                mine, theirs = getattr(segment, field), getattr(first, field)
-                if mine != theirs:
-                    raise self.fail(
-                        f"{segment.key}.{field}",
-                        f"bridge {segment.bridge} is shared with {first.key}, which has "
-                        f"{field} = {_toml_repr(theirs) if theirs is not None else 'unset'}; "
-                        f"segments on one bridge must agree, got "
-                        f"{_toml_repr(mine) if mine is not None else 'unset'}")
+            earlier = on_bridge.setdefault(segment.bridge, [])
+            if earlier:
+                self.agree(segment, earlier)
+            earlier.append(segment)
+        config = dataclasses.replace(config, segments=tuple(
+            self.bridge_style(segment, on_bridge[segment.bridge]) for segment in config.segments))
+        self.check_uplinks(config.segments)
+        if config.default_vlan is not None and config.segment(config.default_vlan) is None:
+            raise self.fail("defaults.vlan", f"no segment vlan.{config.default_vlan} is defined")
+        return config
+
+    def agree(self, segment: Segment, earlier: List[Segment]) -> None:
+        """Segments sharing a bridge describe one kernel object."""
+        first = earlier[0]
+
+        def shown(value: Any) -> str:
+            return _toml_repr(value) if value is not None else "unset"
+        for field in BRIDGE_WIDE:
+            mine, theirs = getattr(segment, field), getattr(first, field)
+            if mine != theirs:
+                raise self.fail(
+                    f"{segment.key}.{field}",
+                    f"bridge {segment.bridge} is shared with {first.key}, which has "
+                    f"{field} = {shown(theirs)}; segments on one bridge must agree, "
+                    f"got {shown(mine)}")
+        if (segment.tag is None) != (first.tag is None):
+            raise self.fail(
+                f"{segment.key}.tag",
+                f"bridge {segment.bridge} is shared with {first.key}, which has "
+                f"tag = {shown(first.tag)}; the segments of one bridge are all tagged "
+                f"(a VLAN-aware bridge) or all untagged, got {shown(segment.tag)}")
+        for other in earlier:
+            if segment.tag is not None and other.tag == segment.tag:
+                raise self.fail(f"{segment.key}.tag",
+                                f"{other.key} on bridge {segment.bridge} has tag = "
+                                f"{segment.tag} too; the segments of a VLAN-aware bridge "
+                                f"need tags of their own")
+
+    def bridge_style(self, segment: Segment, on_bridge: List[Segment]) -> Segment:
+        """A bridge shared by tagged segments is VLAN-aware; a tag on a bridge of its own
+        is the classic bridge per VLAN, whose uplink port is <uplink>.<tag>."""
+        if segment.tag is not None and len(on_bridge) > 1:
+            vids = {s.tag for s in on_bridge if s.tag is not None}
+            vids.update(vid for s in on_bridge for vid in s.trunk)
+            return dataclasses.replace(segment, bridge_vids=tuple(sorted(vids)))
+        if segment.trunk:
+            what = ("a bridge per VLAN (its only segment has a tag)" if segment.tag is not None
+                    else "not VLAN-aware (its segments have no tag)")
+            raise self.fail(f"{segment.key}.trunk",
+                            f"only the segments of a VLAN-aware bridge (one that several "
+                            f"tagged segments share) can have trunk tags; {segment.bridge} "
+                            f"is {what}")
+        if segment.tag is not None:
+            if segment.uplink is None:
+                raise self.fail(f"{segment.key}.uplink",
+                                f"missing: tag = {segment.tag} on a bridge of its own makes "
+                                f"{segment.bridge}'s uplink port <uplink>.{segment.tag}; set "
+                                f"the uplink, or share {segment.bridge} with other tagged "
+                                f"segments (a VLAN-aware bridge)")
+            problem = ifname_problem(segment.uplink_port or "")
+            if problem:
+                raise self.fail(f"{segment.key}.tag",
+                                f"the uplink port {segment.uplink_port} (<uplink>.<tag>) is "
+                                f"not a valid interface name ({problem}); use a shorter "
+                                f"uplink name")
+        return segment
+
+    def check_uplinks(self, segments: Tuple[Segment, ...]) -> None:
+        """One port joins one bridge; a VLAN tagged on a VLAN-aware bridge's uplink cannot
+        also be a classic subinterface of that uplink."""
+        bridges = {s.bridge for s in segments}
+        port_owner: Dict[str, Segment] = {}
+        for index, segment in enumerate(segments):
             if segment.uplink is None:
                 continue
             if segment.uplink in bridges:
                 raise self.fail(f"{segment.key}.uplink",
                                 f"{segment.uplink} is also configured as a bridge")
-            owner = uplink_owner.setdefault((segment.uplink, segment.tag), segment)
+            port = segment.uplink_port or segment.uplink
+            where = f"{segment.key}.tag" if segment.classic else f"{segment.key}.uplink"
+            if port in bridges:
+                raise self.fail(where, f"{port} is also configured as a bridge")
+            owner = port_owner.setdefault(port, segment)
             if owner.bridge != segment.bridge:
-                raise self.fail(f"{segment.key}.uplink",
-                                f"{segment.uplink} is already the uplink of {owner.bridge} "
-                                f"({owner.key}); one port can join one bridge")
-        if config.default_vlan is not None and config.segment(config.default_vlan) is None:
-            raise self.fail("defaults.vlan", f"no segment vlan.{config.default_vlan} is defined")
+                raise self.fail(where, f"{port} is already the uplink of {owner.bridge} "
+                                       f"({owner.key}); one port can join one bridge")
+            for other in segments[:index]:
+                if other.uplink == segment.uplink:
+                    self.check_vlan_claims(segment, other)
+
+    def check_vlan_claims(self, segment: Segment, earlier: Segment) -> None:
+        """The 8021q driver hands a frame tagged N to <uplink>.N before any bridge sees
+        it: a VLAN-aware bridge on the same uplink would never get that VLAN."""
+        if segment.classic and earlier.vlan_aware:
+            classic, aware, claimed = segment, earlier, (earlier.tag,) + earlier.trunk
+            keypath = f"{segment.key}.tag"
+        elif segment.vlan_aware and earlier.classic:
+            classic, aware, claimed = earlier, segment, (segment.tag,) + segment.trunk
+            keypath = f"{segment.key}.{'tag' if segment.tag == earlier.tag else 'trunk'}"
+        else:
+            return
+        vid = classic.tag
+        if vid not in claimed:
+            return
+        uplink = classic.uplink
+        raise self.fail(keypath,
+                        f"VLAN {vid} on {uplink} is wanted twice: by the VLAN-aware bridge "
+                        f"{aware.bridge} ({aware.key}) and by {uplink}.{vid}, the uplink port "
+                        f"of {classic.bridge} ({classic.key}); {uplink}.{vid} would take every "
+                        f"frame tagged {vid} from {uplink}, so traffic for VLAN {vid} would "
+                        f"never reach the TAPs on {aware.bridge}")
 
 
 def parse_config(document: Dict[str, Any], path: str = "<config>") -> Config:

@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from .config import Config, Segment
-from .errors import HookError
 from .firewall import BRIDGE, IPV4, IPV6, Drop
 from .inventory import NET_ADDR_SET, OFFLOAD_FEATURES, Feature, Inventory, LinkInfo
-from .plan import require_supported
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 SEVERITIES = (OK, WARN, FAIL)
@@ -178,7 +176,34 @@ def bridge_findings(segment: Segment, inventory: Inventory) -> List[Finding]:
                            f"ip link set dev {name} up"))
     ports = inventory.ports(name)
     return out + _stp_findings(segment, bridge) + _mtu_findings(segment, bridge, ports) + \
-        _mac_findings(bridge)
+        _mac_findings(bridge) + _vlan_findings(segment, bridge)
+
+
+def _vids(vids) -> str:
+    return ", ".join(str(vid) for vid in vids)
+
+
+def _vlan_findings(segment: Segment, bridge: LinkInfo) -> List[Finding]:
+    """A bridge shared by tagged segments filters VLANs, and puts no port in a VLAN by
+    default: the hooks give each port its own."""
+    info = bridge.bridge
+    if not segment.vlan_aware or info is None or info.vlan_default_pvid is None:
+        return []  # a kernel without VLAN filtering: the kernel finding says so
+    name = bridge.name
+    if not info.vlan_filtering:
+        return [Finding(FAIL, "bridge.vlan", name,
+                        f"VLAN filtering is off, but tagged segments share it (VLANs "
+                        f"{_vids(segment.bridge_vids)}): ifup refuses it rather than turn "
+                        f"filtering on under running guests",
+                        f"with no guest on it: ip link set dev {name} type bridge "
+                        f"vlan_filtering 1 vlan_default_pvid 0")]
+    if info.vlan_default_pvid:
+        return [Finding(WARN, "bridge.vlan", name,
+                        f"default PVID {info.vlan_default_pvid}: every new port joins VLAN "
+                        f"{info.vlan_default_pvid} untagged (ifup takes TAPs out of it again)",
+                        f"ip link set dev {name} type bridge vlan_default_pvid 0")]
+    return [Finding(OK, "bridge.vlan", name, f"VLAN filtering on, no default PVID; VLANs "
+                    f"{_vids(segment.bridge_vids)}")]
 
 
 # --- uplinks ----------------------------------------------------------------------------
@@ -214,10 +239,51 @@ def _offload_findings(segment: Segment, device: str, facts: Facts,
     return out
 
 
+def _classic_port_findings(segment: Segment, facts: Facts) -> Optional[List[Finding]]:
+    """A classic segment's <uplink>.<tag> while it does not exist yet, or is not that
+    VLAN on that uplink; None when it is, and the uplink checks go on with it."""
+    name, parent = segment.uplink_port, segment.uplink
+    assert name is not None and parent is not None
+    port, uplink = facts.inventory.get(name), facts.inventory.get(parent)
+    if port is None and uplink is None:
+        return [Finding(FAIL, "uplink", parent, f"uplink of {segment.bridge} (through {name}) "
+                        f"does not exist: ifup on {segment.key} fails",
+                        f"create it, or correct {segment.key}.uplink")]
+    if port is None:
+        return [Finding(OK, "uplink", name, f"absent; the first ifup on {segment.key} creates "
+                        f"it on {parent} (802.1Q tag {segment.tag})")] + \
+            _offload_findings(segment, parent, facts)
+    if port.kind != "vlan" or port.vlan_id != segment.tag or port.lower != parent:
+        what = (f"VLAN {port.vlan_id} on {port.lower}" if port.kind == "vlan"
+                else f"a {port.kind_text} device")
+        return [Finding(FAIL, "uplink", name, f"is {what}, not VLAN {segment.tag} on {parent}: "
+                        f"ifup on {segment.key} refuses it",
+                        f"rename or delete it, or change {segment.key}")]
+    return None
+
+
+def _uplink_vlan_findings(segment: Segment, uplink: LinkInfo) -> List[Finding]:
+    if not segment.vlan_aware or uplink.master != segment.bridge:
+        return []
+    missing = [vid for vid in segment.bridge_vids if vid not in uplink.port_vids]
+    if missing:
+        return [Finding(WARN, "bridge.vlan", uplink.name,
+                        f"lacks VLAN {_vids(missing)} of {segment.bridge}: that traffic stays "
+                        f"off the LAN until the next ifup adds it",
+                        " && ".join(f"bridge vlan add dev {uplink.name} vid {vid}"
+                                    for vid in missing))]
+    return [Finding(OK, "bridge.vlan", uplink.name,
+                    f"carries VLANs {_vids(segment.bridge_vids)} of {segment.bridge}")]
+
+
 def uplink_findings(segment: Segment, facts: Facts) -> List[Finding]:
-    name = segment.uplink
+    name = segment.uplink_port
     if name is None:
         return []
+    if segment.classic:
+        early = _classic_port_findings(segment, facts)
+        if early is not None:
+            return early
     inventory = facts.inventory
     uplink = inventory.get(name)
     bridge = inventory.get(segment.bridge)
@@ -262,7 +328,7 @@ def uplink_findings(segment: Segment, facts: Facts) -> List[Finding]:
     out += _offload_findings(segment, name, facts)
     if uplink.lower and uplink.lower in inventory.links:
         out += _offload_findings(segment, uplink.lower, facts, upper=name)
-    return out
+    return out + _uplink_vlan_findings(segment, uplink)
 
 
 # --- host-wide --------------------------------------------------------------------------
@@ -371,18 +437,23 @@ def kernel_findings(facts: Facts) -> List[Finding]:
     out = []
     for segment in tagged:
         subject = f"{segment.key}.tag"
-        try:
-            require_supported(segment)
-        except HookError as error:  # what ifup would say
-            out.append(Finding(FAIL, "kernel", subject, f"{error} ({have})",
-                               f"remove the tag or give {segment.key} an untagged uplink"))
-            continue
-        if facts.vlan_support is False:
-            out.append(Finding(FAIL, "kernel", subject,
-                               f"802.1Q tag {segment.tag} needs the kernel's 802.1Q support "
-                               f"(8021q) ({have})", "modprobe 8021q, or remove the tag"))
+        if segment.vlan_aware:
+            what = f"802.1Q tag {segment.tag} on VLAN-aware {segment.bridge}"
+            lacking = facts.vlan_filtering_support is False
+            fix = ("use a kernel built with CONFIG_BRIDGE_VLAN_FILTERING, or give each tagged "
+                   "segment a bridge of its own")
+            needs = "bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)"
         else:
-            out.append(Finding(OK, "kernel", subject, f"802.1Q tag {segment.tag}: {have}"))
+            what = f"802.1Q tag {segment.tag} ({segment.uplink_port})"
+            lacking = facts.vlan_support is False and \
+                facts.inventory.get(segment.uplink_port) is None
+            fix = "modprobe 8021q, or use a kernel with CONFIG_VLAN_8021Q"
+            needs = "802.1Q VLAN support (CONFIG_VLAN_8021Q)"
+        if lacking:
+            out.append(Finding(FAIL, "kernel", subject, f"{what} needs {needs}, which this "
+                               f"kernel lacks: ifup on {segment.key} fails ({have})", fix))
+        else:
+            out.append(Finding(OK, "kernel", subject, f"{what}: {have}"))
     return out
 
 

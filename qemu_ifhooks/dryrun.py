@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from .actions import check_uplink_offloads, machine_id, observe
+from .actions import check_uplink_offloads, machine_id, observe, tap_vlans
 from .config import Config, Segment
 from .errors import UsageError
 from .hookname import IFUP, HookName, parse_hook_name, resolve_segment
 from .ifname import ifname_problem
 from .netlink import Link, Netlink
-from .plan import (Plan, plan_attach, plan_bridge, plan_detach, predicted_bridge,
-                   require_supported, require_tap)
+from .plan import Plan, plan_attach, plan_detach, predicted_bridge, require_tap
 
 FRESH_TAP_MTU = 1500
 
@@ -44,14 +43,15 @@ def plan_ifup(nl: Netlink, segment: Segment, tap: str, notes: List[str]) -> Plan
                      f"(a TAP, down, MTU {FRESH_TAP_MTU})")
         link = fresh_tap(tap)
     require_tap(link)
-    require_supported(segment)
-    bridge, uplink, addresses = observe(nl, segment)
-    check_uplink_offloads(segment, uplink, lambda message: notes.append(f"warning: {message}"))
-    build = plan_bridge(segment, bridge, uplink, addresses, machine_id())
+    scene = observe(nl, segment)
+    check_uplink_offloads(segment, scene, lambda message: notes.append(f"warning: {message}"))
+    build = scene.plan(segment, machine_id())
+    bridge = scene.bridge
     if bridge is None:
         notes.append(f"{segment.bridge} does not exist yet: the hook creates it")
-        bridge = predicted_bridge(build, uplink)
-    attach = plan_attach(segment, link, bridge)
+        # A new subinterface has its parent's MTU.
+        bridge = predicted_bridge(build, scene.vlan_port or scene.uplink)
+    attach = plan_attach(segment, link, bridge, tap_vlans(nl, segment, link, bridge))
     return Plan(build.ops + attach.ops, build.notes + attach.notes)
 
 

@@ -161,11 +161,11 @@ def vlan_support() -> Optional[bool]:
 
 
 def vlan_filtering_support(inventory: Inventory) -> Optional[bool]:
-    """Known only from an existing bridge: its sysfs shows vlan_filtering only when the
-    kernel has CONFIG_BRIDGE_VLAN_FILTERING."""
+    """Known only from an existing bridge: the kernel reports its default PVID only when
+    built with CONFIG_BRIDGE_VLAN_FILTERING."""
     for link in inventory.links.values():
-        if link.kind == "bridge" and os.path.isdir(f"/sys/class/net/{link.name}/bridge"):
-            return os.path.exists(f"/sys/class/net/{link.name}/bridge/vlan_filtering")
+        if link.bridge is not None:
+            return link.bridge.vlan_default_pvid is not None
     return None
 
 
@@ -175,11 +175,13 @@ def gather(explicit_config: Optional[str], directories: Sequence[str]) -> Facts:
     inventory = read_inventory()
     devices: List[str] = []
     for segment in (config.bridges() if config else ()):
-        uplink = inventory.get(segment.uplink)
-        if uplink is not None:
-            devices.append(uplink.name)
-            if uplink.lower and uplink.lower in inventory.links:
-                devices.append(uplink.lower)
+        # The bridge's uplink port and what it sits on; a classic segment's uplink
+        # while its subinterface does not exist yet.
+        port = inventory.get(segment.uplink_port) or inventory.get(segment.uplink)
+        if port is not None:
+            devices.append(port.name)
+            if port.lower and port.lower in inventory.links:
+                devices.append(port.lower)
     features, feature_errors = read_features(devices)
     drops, problems = firewall()
     return Facts(**fields, inventory=inventory, features=features,

@@ -31,6 +31,8 @@ class BridgeInfo:
     nf_call_iptables: bool  # per-bridge br_netfilter switches
     nf_call_ip6tables: bool
     vlan_filtering: Optional[bool]
+    # The PVID new ports get (0: none); None when the kernel lacks VLAN filtering.
+    vlan_default_pvid: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class LinkInfo:
     addr_assign_type: Optional[int] = None  # sysfs; None when unreadable
     bridge: Optional[BridgeInfo] = None
     global_addresses: Tuple[str, ...] = ()
+    vlan_id: Optional[int] = None  # the 802.1Q VID of a vlan device
+    alias: Optional[str] = None
+    port_vids: Tuple[int, ...] = ()  # the VLANs of a port of a VLAN-filtering bridge
 
     @property
     def is_tap(self) -> bool:
@@ -89,7 +94,8 @@ def _bridge_info(data) -> BridgeInfo:
                       forward_delay=get("IFLA_BR_FORWARD_DELAY") / 100,  # clock_t
                       nf_call_iptables=bool(get("IFLA_BR_NF_CALL_IPTABLES")),
                       nf_call_ip6tables=bool(get("IFLA_BR_NF_CALL_IP6TABLES")),
-                      vlan_filtering=None if vlan_filtering is None else bool(vlan_filtering))
+                      vlan_filtering=None if vlan_filtering is None else bool(vlan_filtering),
+                      vlan_default_pvid=get("IFLA_BR_VLAN_DEFAULT_PVID", None))
 
 
 def read_inventory() -> Inventory:
@@ -106,6 +112,11 @@ def read_inventory() -> Inventory:
             if msg["scope"] == 0:  # RT_SCOPE_UNIVERSE
                 address = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
                 addresses.setdefault(msg["index"], []).append(f"{address}/{msg['prefixlen']}")
+        vids: Dict[int, List[int]] = {}
+        for msg in ipr.get_vlans():
+            spec = msg.get_attr("IFLA_AF_SPEC")
+            for info in spec.get_attrs("IFLA_BRIDGE_VLAN_INFO") if spec is not None else ():
+                vids.setdefault(msg["index"], []).append(info["vid"])
     names = {msg["index"]: msg.get_attr("IFLA_IFNAME") for msg in messages}
     links: Dict[str, LinkInfo] = {}
     for msg in messages:
@@ -117,6 +128,7 @@ def read_inventory() -> Inventory:
             tun_type = {1: "tun", 2: "tap"}.get(data.get_attr("IFLA_TUN_TYPE"))
         name = msg.get_attr("IFLA_IFNAME")
         lower = msg.get_attr("IFLA_LINK") if kind in STACKED_KINDS else None
+        vlan_id = data.get_attr("IFLA_VLAN_ID") if kind == "vlan" and data is not None else None
         links[name] = LinkInfo(
             index=msg["index"], name=name, kind=kind, tun_type=tun_type,
             admin_up=bool(msg["flags"] & _IFF_UP),
@@ -127,7 +139,9 @@ def read_inventory() -> Inventory:
             lower=names.get(lower) if lower else None,
             addr_assign_type=_addr_assign_type(name),
             bridge=_bridge_info(data) if kind == "bridge" else None,
-            global_addresses=tuple(addresses.get(msg["index"], ())))
+            global_addresses=tuple(addresses.get(msg["index"], ())),
+            vlan_id=vlan_id, alias=msg.get_attr("IFLA_IFALIAS"),
+            port_vids=tuple(sorted(set(vids.get(msg["index"], ())))))
     return Inventory(links)
 
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
 from .config import Segment
-from .errors import ConfigError, NotATapError, UnavailableError
-from .netlink import IFF_UP, Link
+from .errors import NotATapError, UnavailableError
+from .netlink import FEATURE_8021Q, FEATURE_BRIDGE_VLAN_FILTERING, IFF_UP, BridgeVlan, Link
 
 
 BRIDGE_DEFAULT_MTU = 1500  # what the kernel gives a new bridge (ETH_DATA_LEN)
@@ -28,10 +28,53 @@ class CreateBridge:
     address: bytes
     stp: bool
     forward_delay: int  # seconds
+    # VLAN filtering on, and no default PVID: a new port is in no VLAN until the hook
+    # gives it its own (the kernel's default would put every port in VLAN 1).
+    vlan_aware: bool = False
 
     def command(self) -> str:
+        vlans = " vlan_filtering 1 vlan_default_pvid 0" if self.vlan_aware else ""
         return (f"ip link add {self.bridge} address {mac_text(self.address)} type bridge "
-                f"stp_state {int(self.stp)} forward_delay {self.forward_delay * 100}")
+                f"stp_state {int(self.stp)} forward_delay {self.forward_delay * 100}{vlans}")
+
+
+@dataclass(frozen=True)
+class CreateVlan:
+    ifname: str
+    parent: str
+    vid: int
+
+    def command(self) -> str:
+        return f"ip link add link {self.parent} name {self.ifname} type vlan id {self.vid}"
+
+
+@dataclass(frozen=True)
+class SetAlias:
+    ifname: str
+    alias: str  # never contains a quote: the planners write it
+
+    def command(self) -> str:
+        return f"ip link set dev {self.ifname} alias '{self.alias}'"
+
+
+@dataclass(frozen=True)
+class BridgeVlanAdd:
+    ifname: str
+    vid: int
+    pvid_untagged: bool = False  # the port's own VLAN, untagged; else tagged
+
+    def command(self) -> str:
+        flags = " pvid untagged" if self.pvid_untagged else ""
+        return f"bridge vlan add dev {self.ifname} vid {self.vid}{flags}"
+
+
+@dataclass(frozen=True)
+class BridgeVlanDel:
+    ifname: str
+    vid: int
+
+    def command(self) -> str:
+        return f"bridge vlan del dev {self.ifname} vid {self.vid}"
 
 
 @dataclass(frozen=True)
@@ -84,7 +127,8 @@ class DeleteLink:
         return f"ip link del dev {self.ifname}"
 
 
-Op = Union[CreateBridge, SetMtu, SetMaster, SetNoMaster, SetUp, SetDown, DeleteLink]
+Op = Union[CreateBridge, CreateVlan, SetAlias, SetMtu, SetMaster, SetNoMaster, SetUp, SetDown,
+           DeleteLink, BridgeVlanAdd, BridgeVlanDel]
 
 
 @dataclass(frozen=True)
@@ -122,10 +166,55 @@ def require_tap(tap: Link) -> None:
                            f"the hooks only attach the TAPs QEMU creates")
 
 
-def require_supported(segment: Segment) -> None:
-    if segment.tag is not None:
-        raise ConfigError(f"{segment.key}.tag: 802.1Q tags are not supported yet; "
-                          f"remove the tag or give the segment an untagged uplink")
+def kernel_lacks(feature: str) -> UnavailableError:
+    """What to say when the running kernel cannot do what the config asks
+    (netlink.MissingKernelFeature, or an existing bridge without VLAN attributes)."""
+    if feature == FEATURE_8021Q:
+        return UnavailableError("this kernel lacks 802.1Q VLAN support (CONFIG_VLAN_8021Q); "
+                                "load it with 'modprobe 8021q'")
+    return UnavailableError("this kernel lacks bridge VLAN filtering "
+                            "(CONFIG_BRIDGE_VLAN_FILTERING), which a bridge shared by tagged "
+                            "segments needs; use a kernel built with it, or give each "
+                            "tagged segment a bridge of its own")
+
+
+# --- 802.1Q subinterfaces of classic segments -------------------------------------------
+
+MARK = "qemu-ifhooks"  # the alias prefix of the subinterfaces the hooks create
+
+
+def vlan_mark(segment: Segment) -> str:
+    """The alias that marks a subinterface as created for `segment`, so that `down`
+    deletes only those (an admin's own uplink.N stays)."""
+    return f"{MARK}: {segment.key}"
+
+
+def made_by_hooks(link: Link) -> bool:
+    return link.alias is not None and link.alias.startswith(f"{MARK}:")
+
+
+def require_vlan_port(segment: Segment, port: Link, uplink: Link) -> None:
+    """An existing <uplink>.<tag> is used only if it is that VLAN on that uplink."""
+    if port.kind == "vlan" and port.vlan_id == segment.tag and port.link == uplink.index:
+        return
+    what = (f"VLAN {port.vlan_id} on ifindex {port.link}" if port.kind == "vlan"
+            else f"a {describe_link(port)}")
+    raise UnavailableError(f"{port.name} exists but is {what}, not VLAN {segment.tag} on "
+                           f"{uplink.name}; rename or delete it, or change {segment.key}")
+
+
+def require_vlan_filtering(segment: Segment, bridge: Link) -> None:
+    """A VLAN-aware segment's existing bridge must filter VLANs already: turning it on
+    would cut off every guest on the bridge that has no VLAN yet."""
+    if bridge.vlan_default_pvid is None:  # the kernel reports it only when built with it
+        raise kernel_lacks(FEATURE_BRIDGE_VLAN_FILTERING)
+    if not bridge.vlan_filtering:
+        raise UnavailableError(
+            f"bridge {bridge.name} exists with VLAN filtering off, but {segment.key} shares "
+            f"it with other tagged segments (a VLAN-aware bridge); turning filtering on "
+            f"would cut off the guests already on it: turn it on when none are ('ip link "
+            f"set dev {bridge.name} type bridge vlan_filtering 1 vlan_default_pvid 0'), or "
+            f"delete it and let the hook create it")
 
 
 # --- offloads ---------------------------------------------------------------------------
@@ -166,22 +255,53 @@ def uplink_needs_attaching(uplink: Optional[Link], bridge: Optional[Link]) -> bo
 
 def plan_bridge(segment: Segment, bridge: Optional[Link], uplink: Optional[Link],
                 uplink_addresses: Sequence[str] = (), machine_id: bytes = b"",
-                create: Optional[bool] = None) -> Plan:
-    """Make the segment's bridge exist, with its uplink, and up. `create` overrides the
-    segment's own setting (`qemu-ifhooks up` creates whatever the segment says)."""
+                create: Optional[bool] = None, *, vlan_port: Optional[Link] = None,
+                uplink_vlans: Optional[Sequence[BridgeVlan]] = None) -> Plan:
+    """Make the segment's bridge exist, with its uplink port, and up. `create` overrides
+    the segment's own setting (`qemu-ifhooks up` creates whatever the segment says).
+
+    `uplink_addresses` are those of the link that joins the bridge (the uplink, or a
+    classic segment's subinterface `vlan_port`, None when it does not exist yet);
+    `uplink_vlans` those of the uplink, when it is already a port of a VLAN-aware bridge."""
     ops: List[Op] = []
     name = segment.bridge
     if segment.uplink is not None and uplink is None:
         raise UnavailableError(f"uplink {segment.uplink} does not exist")
+    port_name = segment.uplink_port
+    port = vlan_port if segment.classic else uplink
+    if port is not None and segment.classic:
+        assert uplink is not None
+        require_vlan_port(segment, port, uplink)
+    if bridge is None and not (segment.create if create is None else create):
+        raise UnavailableError(f"bridge {name} does not exist and {segment.key} has "
+                               f"create = false; run 'qemu-ifhooks up {segment.vlan}'")
+    if bridge is not None and bridge.kind != "bridge":
+        raise UnavailableError(f"{name} exists but is a {describe_link(bridge)}, not a bridge")
+    if bridge is not None and segment.vlan_aware:
+        require_vlan_filtering(segment, bridge)
+    if port is not None and uplink_needs_attaching(port, bridge):
+        if port.master:
+            raise UnavailableError(f"uplink {port.name} is already a port of another "
+                                   f"master (ifindex {port.master}); not moving it")
+        if uplink_addresses and not segment.allow_addressed_uplink:
+            raise UnavailableError(
+                f"uplink {port.name} carries {', '.join(uplink_addresses)}; enslaving it "
+                f"would cut the host off from them: move them to {name}, or set "
+                f"allow_addressed_uplink = true in {segment.key}")
+    if segment.classic and port is None:
+        assert port_name is not None and uplink is not None and segment.tag is not None
+        # First of all: a kernel without 802.1Q refuses it before anything has changed.
+        ops += [CreateVlan(port_name, uplink.name, segment.tag),
+                SetAlias(port_name, vlan_mark(segment))]
     if bridge is None:
-        if not (segment.create if create is None else create):
-            raise UnavailableError(f"bridge {name} does not exist and {segment.key} has "
-                                   f"create = false; run 'qemu-ifhooks up {segment.vlan}'")
         # A fixed address: a bridge otherwise takes its lowest port MAC, which changes
         # as guests come and go and breaks the host's ARP entries on the segment.
-        address = uplink.address if uplink and uplink.address else \
+        # (A new subinterface has its parent's address.)
+        source = port or uplink
+        address = source.address if source and source.address else \
             derived_bridge_mac(name, machine_id)
-        ops.append(CreateBridge(name, address, segment.stp, segment.forward_delay))
+        ops.append(CreateBridge(name, address, segment.stp, segment.forward_delay,
+                                segment.vlan_aware))
         if segment.mtu is not None:
             # Setting the MTU after creation pins it (no port can lower it), but only
             # when it changes: the kernel skips a change to the same value, so first
@@ -189,20 +309,20 @@ def plan_bridge(segment: Segment, bridge: Optional[Link], uplink: Optional[Link]
             if segment.mtu == BRIDGE_DEFAULT_MTU:
                 ops.append(SetMtu(name, BRIDGE_DEFAULT_MTU - 1))
             ops.append(SetMtu(name, segment.mtu))
-    elif bridge.kind != "bridge":
-        raise UnavailableError(f"{name} exists but is a {describe_link(bridge)}, not a bridge")
-    if uplink is not None and uplink_needs_attaching(uplink, bridge):
-        if uplink.master:
-            raise UnavailableError(f"uplink {uplink.name} is already a port of another "
-                                   f"master (ifindex {uplink.master}); not moving it")
-        if uplink_addresses and not segment.allow_addressed_uplink:
-            raise UnavailableError(
-                f"uplink {uplink.name} carries {', '.join(uplink_addresses)}; enslaving it "
-                f"would cut the host off from them: move them to {name}, or set "
-                f"allow_addressed_uplink = true in {segment.key}")
-        ops.append(SetMaster(uplink.name, name))
-    if uplink is not None and not uplink.is_up:
-        ops.append(SetUp(uplink.name))
+    if port_name is not None:
+        if port is None or uplink_needs_attaching(port, bridge):
+            ops.append(SetMaster(port_name, name))
+            present = set()
+        else:
+            present = {vlan.vid for vlan in uplink_vlans or ()}
+        # Tagged, every VLAN of the bridge; a VID the admin gave other flags stays as is.
+        ops += [BridgeVlanAdd(port_name, vid) for vid in segment.bridge_vids
+                if vid not in present]
+        if segment.classic and uplink is not None and not uplink.is_up:
+            # The kernel brings a VLAN device up only on a parent that is up.
+            ops.append(SetUp(uplink.name))
+        if port is None or not port.is_up:
+            ops.append(SetUp(port_name))
     if bridge is None or not bridge.is_up:
         ops.append(SetUp(name))
     return Plan(tuple(ops))
@@ -219,11 +339,14 @@ def predicted_bridge(plan: Plan, uplink: Optional[Link]) -> Link:
     pinned = [op.mtu for op in plan.ops if isinstance(op, SetMtu) and op.ifname == create.bridge]
     mtu = pinned[-1] if pinned else uplink.mtu if uplink is not None else BRIDGE_DEFAULT_MTU
     return Link(index=PREDICTED_INDEX, name=create.bridge, kind="bridge", tun_type=None,
-                flags=IFF_UP, mtu=mtu, master=0, address=create.address, operstate=0)
+                flags=IFF_UP, mtu=mtu, master=0, address=create.address, operstate=0,
+                vlan_filtering=create.vlan_aware, vlan_default_pvid=0 if create.vlan_aware else None)
 
 
-def plan_attach(segment: Segment, tap: Link, bridge: Link) -> Plan:
-    """Enslave the TAP to the (existing) bridge; nothing when it is already done."""
+def plan_attach(segment: Segment, tap: Link, bridge: Link,
+                tap_vlans: Sequence[BridgeVlan] = ()) -> Plan:
+    """Enslave the TAP to the (existing) bridge; nothing when it is already done.
+    `tap_vlans`: the TAP's VLANs, when it is already a port of a VLAN-aware bridge."""
     require_tap(tap)
     ops: List[Op] = []
     if tap.master and tap.master != bridge.index:
@@ -234,9 +357,28 @@ def plan_attach(segment: Segment, tap: Link, bridge: Link) -> Plan:
         ops.append(SetMtu(tap.name, bridge.mtu))
     if tap.master != bridge.index:
         ops.append(SetMaster(tap.name, segment.bridge))
+        # A new port gets the bridge's default PVID, if it has one.
+        default = bridge.vlan_default_pvid
+        tap_vlans = [BridgeVlan(default, True, True)] if default else []
+    if segment.vlan_aware:
+        # Before the TAP comes up, so that no frame passes in a VLAN it is not for.
+        ops += plan_tap_vlans(segment, tap.name, tap_vlans)
     if not tap.is_up:
         ops.append(SetUp(tap.name))
     return Plan(tuple(ops))
+
+
+def plan_tap_vlans(segment: Segment, tap: str, have: Sequence[BridgeVlan]) -> List[Op]:
+    """A TAP on a VLAN-aware bridge is in its segment's VLAN, untagged, and in the trunk
+    VLANs, tagged; in no other (no VLAN 1 leak)."""
+    assert segment.tag is not None
+    want = {segment.tag: BridgeVlan(segment.tag, True, True)}
+    want.update((vid, BridgeVlan(vid, False, False)) for vid in segment.trunk)
+    has = {vlan.vid: vlan for vlan in have}
+    ops: List[Op] = [BridgeVlanAdd(tap, vid, pvid_untagged=vlan.pvid)
+                     for vid, vlan in want.items() if has.get(vid) != vlan]
+    ops += [BridgeVlanDel(tap, vid) for vid in sorted(has) if vid not in want]
+    return ops
 
 
 # --- ifdown -----------------------------------------------------------------------------
@@ -258,16 +400,30 @@ def plan_detach(segment: Segment, tap: Optional[Link], bridge: Optional[Link]) -
 
 # --- down -------------------------------------------------------------------------------
 
-def plan_teardown(segment: Segment, bridge: Link, ports: Sequence[Link], force: bool) -> Plan:
-    """Delete the bridge, refusing while ports other than its uplink remain (VMs still
-    running, or ports someone else added) unless forced."""
-    if bridge.kind != "bridge":
-        raise UnavailableError(f"{bridge.name} exists but is a {describe_link(bridge)}, "
-                               f"not a bridge; not deleting it")
-    foreign = sorted(p.name for p in ports if p.name != segment.uplink)
-    if foreign and not force:
-        raise UnavailableError(f"{bridge.name} still has ports {', '.join(foreign)} "
-                               f"(running VMs?); stop them or pass --force")
-    ops: List[Op] = [SetNoMaster(p.name) for p in ports if p.name == segment.uplink]
-    ops.append(DeleteLink(bridge.name))
-    return Plan(tuple(ops))
+def plan_teardown(segment: Segment, bridge: Optional[Link], ports: Sequence[Link],
+                  force: bool, vlan_port: Optional[Link] = None) -> Plan:
+    """Delete the bridge, refusing while ports other than its uplink port remain (VMs
+    still running, or ports someone else added) unless forced; then a classic segment's
+    subinterface (`vlan_port`), if the hooks created it and no bridge holds it."""
+    ops: List[Op] = []
+    notes: List[str] = []
+    if bridge is not None:
+        if bridge.kind != "bridge":
+            raise UnavailableError(f"{bridge.name} exists but is a {describe_link(bridge)}, "
+                                   f"not a bridge; not deleting it")
+        foreign = sorted(p.name for p in ports if p.name != segment.uplink_port)
+        if foreign and not force:
+            raise UnavailableError(f"{bridge.name} still has ports {', '.join(foreign)} "
+                                   f"(running VMs?); stop them or pass --force")
+        ops += [SetNoMaster(p.name) for p in ports if p.name == segment.uplink_port]
+        ops.append(DeleteLink(bridge.name))
+    if segment.classic and vlan_port is not None:
+        free = not vlan_port.master or (bridge is not None and vlan_port.master == bridge.index)
+        if not made_by_hooks(vlan_port):
+            notes.append(f"{vlan_port.name} left in place: qemu-ifhooks did not create it")
+        elif not free:
+            notes.append(f"{vlan_port.name} left in place: a port of another master "
+                         f"(ifindex {vlan_port.master})")
+        else:
+            ops.append(DeleteLink(vlan_port.name))
+    return Plan(tuple(ops), tuple(notes))

@@ -139,11 +139,11 @@ def build_status(config: Config, inventory: Inventory,
     out = []
     for segment in config.segments:
         bridge = inventory.get(segment.bridge)
-        uplink = inventory.get(segment.uplink)
+        uplink = inventory.get(segment.uplink_port)
         ports = []
         if bridge is not None:
             for link in inventory.ports(bridge.name):
-                role = "uplink" if link.name == segment.uplink else \
+                role = "uplink" if link.name == segment.uplink_port else \
                     "tap" if link.is_tap else "other"
                 ports.append(Port(link.name, link.kind_text, role, _state(link), link.mtu,
                                   link.address, tuple(holders.get(link.name, ()))))
@@ -155,7 +155,7 @@ def build_status(config: Config, inventory: Inventory,
             mac_fixed=(bridge.addr_assign_type == NET_ADDR_SET
                        if bridge and bridge.addr_assign_type is not None else None),
             stp=bridge.bridge.stp if bridge and bridge.bridge else None,
-            uplink=segment.uplink, uplink_present=uplink is not None,
+            uplink=segment.uplink_port, uplink_present=uplink is not None,
             uplink_state=_state(uplink) if uplink else None,
             uplink_master=uplink.master if uplink else None,
             ports=tuple(ports)))

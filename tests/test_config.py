@@ -117,6 +117,21 @@ VALID = {
     "bridge-named-like-vlan": ((
         seg(3, "vlan7"), seg(4, "vlan01"), seg(5, "vlan4095"), seg(6, ".br"), seg(7, "br7"),
     ), None),
+    "classic": ((
+        seg(0, "br0", uplink="eth0"),
+        seg(1, "br101", uplink="eth0", tag=101),
+        seg(2, "br102", uplink="eth0", tag=102, mtu=1500),
+        seg(3, "brlong", uplink="eth0123456", tag=4094),
+    ), None),
+    "vlan-aware": ((
+        seg(1, "br0", uplink="eth0", tag=101, bridge_vids=(100, 101, 102, 300)),
+        seg(2, "br0", uplink="eth0", tag=102, match=("db-*",), bridge_vids=(100, 101, 102, 300)),
+        seg(3, "br0", uplink="eth0", tag=100, trunk=(102, 101, 300),
+            bridge_vids=(100, 101, 102, 300)),
+        seg(4, "br200", uplink="eth0", tag=200),
+        seg(5, "brlab", tag=1, bridge_vids=(1, 4094)),
+        seg(6, "brlab", tag=4094, trunk=(1,), bridge_vids=(1, 4094)),
+    ), None),
     "dotted-keys": ((
         seg(0, "br0", uplink="eth0", create=False),
         seg(1, "br1", create=False),
@@ -145,6 +160,18 @@ def test_shared_bridge_helpers():
     assert config.segments_on("nope") == []
     assert [s.vlan for s in config.bridges()] == [0, 2]
     assert config.segment(3) is None
+
+
+def test_bridge_styles():
+    """Which bridge is which: the port that joins it to the network follows."""
+    config = load_config(secure(CONFIGS / "valid" / "classic.toml"))
+    assert [(s.classic, s.vlan_aware, s.uplink_port) for s in config.segments] == [
+        (False, False, "eth0"), (True, False, "eth0.101"), (True, False, "eth0.102"),
+        (True, False, "eth0123456.4094")]
+    config = load_config(secure(CONFIGS / "valid" / "vlan-aware.toml"))
+    assert [(s.classic, s.vlan_aware, s.uplink_port) for s in config.segments] == [
+        (False, True, "eth0"), (False, True, "eth0"), (False, True, "eth0"),
+        (True, False, "eth0.200"), (False, True, None), (False, True, None)]
 
 
 def test_parse_config_is_pure():

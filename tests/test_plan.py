@@ -7,12 +7,14 @@ import dataclasses
 import pytest
 
 from qemu_ifhooks.config import Segment
-from qemu_ifhooks.errors import ConfigError, NotATapError, UnavailableError
-from qemu_ifhooks.netlink import IFF_LOWER_UP, IFF_RUNNING, IFF_UP, Link
-from qemu_ifhooks.plan import (CreateBridge, DeleteLink, Plan, SetDown, SetMaster, SetMtu,
+from qemu_ifhooks.errors import NotATapError, UnavailableError
+from qemu_ifhooks.netlink import IFF_LOWER_UP, IFF_RUNNING, IFF_UP, BridgeVlan, Link
+from qemu_ifhooks.plan import (BridgeVlanAdd, BridgeVlanDel, CreateBridge, CreateVlan,
+                               DeleteLink, Plan, SetAlias, SetDown, SetMaster, SetMtu,
                                SetNoMaster, SetUp, check_offloads, derived_bridge_mac,
-                               offload_problem, plan_attach, plan_bridge, plan_detach,
-                               plan_teardown, require_supported, require_tap)
+                               kernel_lacks, made_by_hooks, offload_problem, plan_attach,
+                               plan_bridge, plan_detach, plan_teardown, predicted_bridge,
+                               require_tap)
 
 UP = IFF_UP | IFF_RUNNING | IFF_LOWER_UP
 DOWN = 0
@@ -368,21 +370,278 @@ def test_off_skips(gro, lro):
     assert check_offloads(seg(offload_check="off"), "eth0", gro=gro, lro=lro) is None
 
 
-# --- unsupported -------------------------------------------------------------------------
+# --- 802.1Q: a classic bridge per VLAN, its uplink port <uplink>.<tag> ------------------
 
-def test_require_supported_tag():
-    with pytest.raises(ConfigError) as raised:
-        require_supported(seg(vlan=1, tag=101))
-    assert raised.value.status == 78
-    assert str(raised.value).startswith("vlan.1.tag: ")
+def classic(**kw) -> Segment:
+    return seg(**{"vlan": 1, "bridge": "br1", "tag": 101, **kw})
 
 
-def test_require_supported_untagged():
-    assert require_supported(seg()) is None
+def br1(**kw) -> Link:
+    return link(11, "br1", kind="bridge", **kw)
+
+
+def eth0_101(parent=None, **kw) -> Link:
+    fields = dict(kind="vlan", address=ETH0_MAC, master=0)
+    fields.update(kw)
+    vlan = link(30, "eth0.101", **{k: v for k, v in fields.items() if k not in ("vid", "alias")})
+    return dataclasses.replace(vlan, vlan_id=fields.get("vid", 101), link=(parent or eth0()).index,
+                               alias=fields.get("alias"))
+
+
+def test_classic_creates_the_subinterface_first_and_marks_it():
+    plan = plan_bridge(classic(), None, eth0(flags=DOWN), machine_id=MID)
+    assert list(plan.ops) == [
+        CreateVlan("eth0.101", "eth0", 101),  # a kernel without 802.1Q refuses this first
+        SetAlias("eth0.101", "qemu-ifhooks: vlan.1"),
+        CreateBridge("br1", ETH0_MAC, False, 0),
+        SetMaster("eth0.101", "br1"),
+        SetUp("eth0"),  # the kernel brings a VLAN device up only on a parent that is up
+        SetUp("eth0.101"),
+        SetUp("br1"),
+    ]
+    assert commands(plan)[:2] == ["ip link add link eth0 name eth0.101 type vlan id 101",
+                                  "ip link set dev eth0.101 alias 'qemu-ifhooks: vlan.1'"]
+    assert plan.ops[2].command() == ("ip link add br1 address 52:54:00:aa:bb:cc type bridge "
+                                     "stp_state 0 forward_delay 0")
+
+
+def test_classic_parent_up_and_mtu_pinned():
+    plan = plan_bridge(classic(mtu=9000), None, eth0(mtu=9000), machine_id=MID)
+    assert [type(op) for op in plan.ops] == [CreateVlan, SetAlias, CreateBridge, SetMtu,
+                                            SetMaster, SetUp, SetUp]
+    assert plan.ops[-2:] == (SetUp("eth0.101"), SetUp("br1"))
+
+
+def test_classic_uses_an_existing_subinterface_as_it_is():
+    admins = eth0_101(flags=DOWN, address=bytes.fromhex("020000000101"))
+    plan = plan_bridge(classic(), None, eth0(), vlan_port=admins, machine_id=MID)
+    assert list(plan.ops) == [
+        CreateBridge("br1", bytes.fromhex("020000000101"), False, 0),
+        SetMaster("eth0.101", "br1"),
+        SetUp("eth0.101"),
+        SetUp("br1"),
+    ]
+
+
+def test_classic_fully_set_up():
+    assert plan_bridge(classic(), br1(), eth0(), vlan_port=eth0_101(master=11)) == Plan()
+
+
+def test_classic_subinterface_deleted_by_hand_is_made_again():
+    plan = plan_bridge(classic(), br1(), eth0(), machine_id=MID)
+    assert list(plan.ops) == [CreateVlan("eth0.101", "eth0", 101),
+                              SetAlias("eth0.101", "qemu-ifhooks: vlan.1"),
+                              SetMaster("eth0.101", "br1"), SetUp("eth0.101")]
+
+
+@pytest.mark.parametrize("impostor, what", [
+    (link(30, "eth0.101", kind="veth"), "is a veth device, not VLAN 101 on eth0"),
+    (eth0_101(vid=102), "is VLAN 102 on ifindex 2, not VLAN 101 on eth0"),
+    (eth0_101(parent=link(7, "eth7")), "is VLAN 101 on ifindex 7, not VLAN 101 on eth0"),
+])
+def test_classic_refuses_a_subinterface_that_is_something_else(impostor, what):
+    with pytest.raises(UnavailableError) as raised:
+        plan_bridge(classic(), None, eth0(), vlan_port=impostor)
+    assert raised.value.status == 69
+    assert str(raised.value) == f"eth0.101 exists but {what}; rename or delete it, or change vlan.1"
+
+
+def test_classic_refusals_concern_the_subinterface():
+    with pytest.raises(UnavailableError, match="uplink eth0.101 is already a port of another"):
+        plan_bridge(classic(), None, eth0(master=10), vlan_port=eth0_101(master=99))
+    with pytest.raises(UnavailableError, match="uplink eth0.101 carries 192.0.2.7/24"):
+        plan_bridge(classic(), None, eth0(), ["192.0.2.7/24"], vlan_port=eth0_101())
+    with pytest.raises(UnavailableError, match="uplink eth0 does not exist"):
+        plan_bridge(classic(), None, None)
+    with pytest.raises(UnavailableError, match="qemu-ifhooks up 1"):
+        plan_bridge(classic(create=False), None, eth0())
+    # The parent may well be a port of another bridge (br0 of an untagged segment).
+    plan = plan_bridge(classic(), None, eth0(master=10), machine_id=MID)
+    assert plan.ops[0] == CreateVlan("eth0.101", "eth0", 101)
+
+
+# --- 802.1Q: a VLAN-aware bridge shared by tagged segments ------------------------------
+
+VIDS = (100, 101, 102)
+
+
+def aware(vlan=1, tag=101, trunk=(), **kw) -> Segment:
+    return seg(vlan=vlan, tag=tag, trunk=tuple(trunk), bridge_vids=VIDS, **kw)
+
+
+def vbr0(default_pvid=0, filtering=True, **kw) -> Link:
+    return dataclasses.replace(br0(**kw), vlan_filtering=filtering, vlan_default_pvid=default_pvid)
+
+
+def test_vlan_aware_bridge_created_with_filtering_and_every_tag_on_the_uplink():
+    plan = plan_bridge(aware(), None, eth0(), machine_id=MID)
+    assert list(plan.ops) == [
+        CreateBridge("br0", ETH0_MAC, False, 0, vlan_aware=True),
+        SetMaster("eth0", "br0"),
+        BridgeVlanAdd("eth0", 100), BridgeVlanAdd("eth0", 101), BridgeVlanAdd("eth0", 102),
+        SetUp("br0"),
+    ]
+    assert commands(plan)[:3] == [
+        "ip link add br0 address 52:54:00:aa:bb:cc type bridge stp_state 0 forward_delay 0 "
+        "vlan_filtering 1 vlan_default_pvid 0",
+        "ip link set dev eth0 master br0",
+        "bridge vlan add dev eth0 vid 100",
+    ]
+
+
+def test_vlan_aware_bridge_without_uplink():
+    plan = plan_bridge(aware(uplink=None), None, None, machine_id=MID)
+    assert [type(op) for op in plan.ops] == [CreateBridge, SetUp]
+    assert plan.ops[0].vlan_aware
+
+
+def test_vlan_aware_existing_bridge_gets_missing_tags_only():
+    have = [BridgeVlan(100, False, False), BridgeVlan(101, False, False)]
+    assert plan_bridge(aware(), vbr0(), eth0(master=10), uplink_vlans=have).ops == \
+        (BridgeVlanAdd("eth0", 102),)
+    every = have + [BridgeVlan(102, False, False)]
+    assert plan_bridge(aware(), vbr0(), eth0(master=10), uplink_vlans=every) == Plan()
+    # A VID the admin set up otherwise on the uplink (a native VLAN) is left as it is.
+    native = have + [BridgeVlan(102, True, True)]
+    assert plan_bridge(aware(), vbr0(), eth0(master=10), uplink_vlans=native) == Plan()
+
+
+def test_vlan_aware_existing_bridge_uplink_not_attached_yet():
+    plan = plan_bridge(aware(), vbr0(default_pvid=1), eth0())
+    assert list(plan.ops) == [SetMaster("eth0", "br0")] + [BridgeVlanAdd("eth0", v) for v in VIDS]
+
+
+def test_vlan_aware_refuses_a_bridge_without_filtering():
+    with pytest.raises(UnavailableError) as raised:
+        plan_bridge(aware(), vbr0(filtering=False), eth0(master=10))
+    message = str(raised.value)
+    assert raised.value.status == 69
+    assert message.startswith("bridge br0 exists with VLAN filtering off, but vlan.1 shares it")
+    assert "'ip link set dev br0 type bridge vlan_filtering 1 vlan_default_pvid 0'" in message
+
+
+def test_vlan_aware_on_a_kernel_without_filtering():
+    # Such a kernel reports no default PVID for a bridge.
+    with pytest.raises(UnavailableError) as raised:
+        plan_bridge(aware(), br0(), eth0(master=10))
+    assert raised.value.status == 69
+    assert str(raised.value) == str(kernel_lacks("CONFIG_BRIDGE_VLAN_FILTERING"))
+
+
+def test_kernel_lacks_says_what_and_what_to_do():
+    assert str(kernel_lacks("CONFIG_VLAN_8021Q")) == (
+        "this kernel lacks 802.1Q VLAN support (CONFIG_VLAN_8021Q); load it with 'modprobe 8021q'")
+    lacks = kernel_lacks("CONFIG_BRIDGE_VLAN_FILTERING")
+    assert str(lacks).startswith("this kernel lacks bridge VLAN filtering "
+                                 "(CONFIG_BRIDGE_VLAN_FILTERING)")
+    assert lacks.status == kernel_lacks("CONFIG_VLAN_8021Q").status == 69
+
+
+def test_vlan_aware_tap_gets_its_tag_untagged_and_nothing_else():
+    plan = plan_attach(aware(), tap(flags=DOWN), vbr0())
+    assert list(plan.ops) == [SetMaster("tap0", "br0"),
+                              BridgeVlanAdd("tap0", 101, pvid_untagged=True), SetUp("tap0")]
+    assert plan.ops[1].command() == "bridge vlan add dev tap0 vid 101 pvid untagged"
+
+
+def test_vlan_aware_trunk_tap():
+    plan = plan_attach(aware(vlan=3, tag=100, trunk=(102, 101)), tap(flags=DOWN), vbr0())
+    assert list(plan.ops) == [SetMaster("tap0", "br0"),
+                              BridgeVlanAdd("tap0", 100, pvid_untagged=True),
+                              BridgeVlanAdd("tap0", 102), BridgeVlanAdd("tap0", 101),
+                              SetUp("tap0")]
+    assert [op.command() for op in plan.ops[2:4]] == ["bridge vlan add dev tap0 vid 102",
+                                                      "bridge vlan add dev tap0 vid 101"]
+
+
+def test_vlan_aware_tap_on_a_bridge_with_a_default_pvid_leaves_vlan_1():
+    plan = plan_attach(aware(), tap(flags=DOWN), vbr0(default_pvid=1))
+    assert list(plan.ops) == [SetMaster("tap0", "br0"),
+                              BridgeVlanAdd("tap0", 101, pvid_untagged=True),
+                              BridgeVlanDel("tap0", 1), SetUp("tap0")]
+    assert plan.ops[2].command() == "bridge vlan del dev tap0 vid 1"
+    # ... unless the TAP is to have VLAN 1 (tagged, as a trunk VLAN).
+    plan = plan_attach(aware(trunk=(1,)), tap(flags=DOWN), vbr0(default_pvid=1))
+    assert list(plan.ops) == [SetMaster("tap0", "br0"),
+                              BridgeVlanAdd("tap0", 101, pvid_untagged=True),
+                              BridgeVlanAdd("tap0", 1), SetUp("tap0")]
+
+
+def test_vlan_aware_tap_already_attached():
+    segment = aware(trunk=(102,))
+    right = [BridgeVlan(101, True, True), BridgeVlan(102, False, False)]
+    assert plan_attach(segment, tap(master=10), vbr0(), right) == Plan()
+    wrong = [BridgeVlan(1, False, True), BridgeVlan(101, False, True), BridgeVlan(102, True, True)]
+    assert list(plan_attach(segment, tap(master=10), vbr0(), wrong).ops) == [
+        BridgeVlanAdd("tap0", 101, pvid_untagged=True), BridgeVlanAdd("tap0", 102),
+        BridgeVlanDel("tap0", 1)]
+
+
+def test_untagged_segment_plans_no_vlans_on_a_filtering_bridge():
+    assert list(plan_attach(seg(), tap(flags=DOWN), vbr0(default_pvid=1)).ops) == \
+        [SetMaster("tap0", "br0"), SetUp("tap0")]
+
+
+def test_predicted_vlan_aware_bridge_plans_the_tap_as_the_hook_will():
+    build = plan_bridge(aware(), None, eth0(mtu=9000), machine_id=MID)
+    bridge = predicted_bridge(build, eth0(mtu=9000))
+    assert (bridge.vlan_filtering, bridge.vlan_default_pvid, bridge.mtu) == (True, 0, 9000)
+    assert list(plan_attach(aware(), tap(flags=DOWN), bridge).ops) == [
+        SetMtu("tap0", 9000), SetMaster("tap0", "br0"),
+        BridgeVlanAdd("tap0", 101, pvid_untagged=True), SetUp("tap0")]
+    plain = predicted_bridge(plan_bridge(seg(), None, eth0(), machine_id=MID), eth0())
+    assert (plain.vlan_filtering, plain.vlan_default_pvid) == (False, None)
+
+
+# --- down: bridges, and the subinterfaces the hooks made ------------------------------------
+
+MARKED = "qemu-ifhooks: vlan.1"
+
+
+def test_made_by_hooks():
+    assert made_by_hooks(eth0_101(alias=MARKED))
+    assert made_by_hooks(eth0_101(alias="qemu-ifhooks: vlan.7"))  # renumbered since
+    for alias in (None, "", "uplink to the switch", "qemu-ifhooks", "my qemu-ifhooks: x"):
+        assert not made_by_hooks(eth0_101(alias=alias))
+
+
+def test_teardown_classic_deletes_the_marked_subinterface_after_the_bridge():
+    port = eth0_101(master=11, alias=MARKED)
+    plan = plan_teardown(classic(), br1(), [port], force=False, vlan_port=port)
+    assert list(plan.ops) == [SetNoMaster("eth0.101"), DeleteLink("br1"), DeleteLink("eth0.101")]
+    assert plan.notes == ()
+
+
+def test_teardown_classic_leaves_an_admins_subinterface():
+    port = eth0_101(master=11)
+    plan = plan_teardown(classic(), br1(), [port], force=False, vlan_port=port)
+    assert list(plan.ops) == [SetNoMaster("eth0.101"), DeleteLink("br1")]
+    assert plan.notes == ("eth0.101 left in place: qemu-ifhooks did not create it",)
+
+
+def test_teardown_classic_without_bridge():
+    free = eth0_101(alias=MARKED)
+    assert list(plan_teardown(classic(), None, [], False, free).ops) == [DeleteLink("eth0.101")]
+    taken = eth0_101(alias=MARKED, master=12)
+    plan = plan_teardown(classic(), None, [], False, taken)
+    assert plan.ops == () and "a port of another master (ifindex 12)" in plan.notes[0]
+    assert plan_teardown(classic(), None, [], False, None) == Plan()
+
+
+def test_teardown_classic_parent_on_the_bridge_is_foreign():
+    port = eth0_101(master=11, alias=MARKED)
+    with pytest.raises(UnavailableError, match="still has ports eth0 "):
+        plan_teardown(classic(), br1(), [port, eth0(master=11)], False, port)
+
+
+def test_teardown_vlan_aware():
+    plan = plan_teardown(aware(), vbr0(), [eth0(master=10)], force=False)
+    assert list(plan.ops) == [SetNoMaster("eth0"), DeleteLink("br0")]
 
 
 def test_ops_are_values():
     assert SetUp("x") == SetUp("x")
+    assert BridgeVlanAdd("tap0", 5) != BridgeVlanAdd("tap0", 5, pvid_untagged=True)
     assert hash(SetMaster("a", "b")) == hash(SetMaster("a", "b"))
     with pytest.raises(dataclasses.FrozenInstanceError):
         SetUp("x").ifname = "y"  # type: ignore[misc]
