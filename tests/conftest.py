@@ -224,8 +224,24 @@ class Hooks:
     def run(self, ns: Netns, name: str, tap: str, **env: str) -> subprocess.CompletedProcess:
         return ns.run(str(self.entry(name)), tap, env=self.env(**env))
 
+    def cli(self, ns: Netns, *args: str, **env: str) -> subprocess.CompletedProcess:
+        """`qemu-ifhooks ARGS` in the namespace, with this config."""
+        return ns.run(str(CLI), *args, env=self.env(**env))
+
     def log_lines(self) -> List[str]:
         return self.log.read_text().splitlines() if self.log.exists() else []
+
+    def logged_commands(self, action: str, tap: str) -> List[str]:
+        """The kernel operations a hook logged for `action` (ifup/ifdown) on `tap`, as
+        `ip` commands."""
+        prefix = f"{action} {tap}: "
+        return [line.split(prefix, 1)[1] for line in self.log_lines()
+                if prefix in line and "result=" not in line]
+
+
+def planned_commands(stdout: str) -> List[str]:
+    """The commands of `qemu-ifhooks plan` output (without its # notes)."""
+    return [line for line in stdout.splitlines() if not line.startswith("#")]
 
 
 @pytest.fixture

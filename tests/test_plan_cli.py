@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CLI, SEED_CONFIG, assert_one_line_error
+from conftest import CLI, SEED_CONFIG, assert_one_line_error, planned_commands
 
 from qemu_ifhooks.config import Segment
 from qemu_ifhooks.netlink import IFF_UP, Link
@@ -15,17 +15,7 @@ from qemu_ifhooks.plan import (PREDICTED_INDEX, CreateBridge, SetMaster, SetMtu,
 
 
 def plan(ns, hooks, *args):
-    return ns.run(str(CLI), "plan", *args, env=hooks.env())
-
-
-def commands(stdout):
-    return [line for line in stdout.splitlines() if not line.startswith("#")]
-
-
-def hook_commands(hooks, action, tap):
-    prefix = f"{action} {tap}: "
-    return [line.split(prefix, 1)[1] for line in hooks.log_lines() if prefix in line
-            and "result=" not in line]
+    return hooks.cli(ns, "plan", *args)
 
 
 def test_plan_ifup_on_a_fresh_host_is_what_the_hook_then_does(seed, hooks):
@@ -34,7 +24,7 @@ def test_plan_ifup_on_a_fresh_host_is_what_the_hook_then_does(seed, hooks):
     done = plan(seed, hooks, "ifup", "tap0", "--vlan", "0")
     assert (done.returncode, done.stderr) == (0, "")
     assert seed.snapshot() == before  # nothing changed
-    planned = commands(done.stdout)
+    planned = planned_commands(done.stdout)
     eth0 = seed.link("eth0")["address"]
     assert planned == [
         f"ip link add br0 address {eth0} type bridge stp_state 0 forward_delay 0",
@@ -46,15 +36,15 @@ def test_plan_ifup_on_a_fresh_host_is_what_the_hook_then_does(seed, hooks):
     assert done.stdout.splitlines()[0] == "# ifup tap0: vlan.0, bridge br0"
     assert "# br0 does not exist yet: the hook creates it" in done.stdout
     assert hooks.run(seed, "ifup-br0", "tap0").returncode == 0
-    assert hook_commands(hooks, "ifup", "tap0") == planned
+    assert hooks.logged_commands("ifup", "tap0") == planned
     assert seed.ports("br0") == ["eth0", "tap0"]
 
     again = plan(seed, hooks, "ifup", "tap0", "--bridge", "br0")
-    assert commands(again.stdout) == [] and "# nothing to do" in again.stdout
+    assert planned_commands(again.stdout) == [] and "# nothing to do" in again.stdout
 
     down = plan(seed, hooks, "ifdown", "tap0", "--hook", "ifdown-br0")
     assert down.returncode == 0, down.stderr
-    assert commands(down.stdout) == ["ip link set dev tap0 nomaster", "ip link set dev tap0 down"]
+    assert planned_commands(down.stdout) == ["ip link set dev tap0 nomaster", "ip link set dev tap0 down"]
     assert seed.ports("br0") == ["eth0", "tap0"]
 
 
@@ -65,7 +55,7 @@ def test_plan_for_a_tap_qemu_has_not_created_yet(seed, hooks):
     assert done.returncode == 0, done.stderr
     assert "# web-1 does not exist yet: planned as QEMU creates it" in done.stdout
     # The bridge follows its 9000-byte uplink, so the TAP gets 9000 before joining.
-    assert commands(done.stdout)[-3:] == ["ip link set dev web-1 mtu 9000",
+    assert planned_commands(done.stdout)[-3:] == ["ip link set dev web-1 mtu 9000",
                                           "ip link set dev web-1 master br1",
                                           "ip link set dev web-1 up"]
     assert seed.link("br1") is None and seed.link("web-1") is None
@@ -75,7 +65,7 @@ def test_plan_ifdown_of_a_tap_that_is_gone(seed, hooks):
     done = plan(seed, hooks, "ifdown", "tap9", "--vlan", "1")
     assert done.returncode == 0
     assert "# already gone (QEMU closed it)" in done.stdout
-    assert commands(done.stdout) == []
+    assert planned_commands(done.stdout) == []
 
 
 def test_plan_refuses_what_the_hook_refuses(seed, hooks):
