@@ -262,8 +262,12 @@ def _classic_port_findings(segment: Segment, facts: Facts) -> Optional[List[Find
     return None
 
 
-def _uplink_vlan_findings(segment: Segment, uplink: LinkInfo) -> List[Finding]:
-    if not segment.vlan_aware or uplink.master != segment.bridge:
+def _uplink_vlan_findings(segment: Segment, uplink: LinkInfo,
+                          bridge: Optional[LinkInfo]) -> List[Finding]:
+    """A VLAN-aware bridge's uplink carries its VLANs, once the bridge filters at all
+    (the bridge and kernel findings say when it does not)."""
+    filtering = bridge is not None and bridge.bridge is not None and bridge.bridge.vlan_filtering
+    if not segment.vlan_aware or uplink.master != segment.bridge or not filtering:
         return []
     missing = [vid for vid in segment.bridge_vids if vid not in uplink.port_vids]
     if missing:
@@ -328,7 +332,7 @@ def uplink_findings(segment: Segment, facts: Facts) -> List[Finding]:
     out += _offload_findings(segment, name, facts)
     if uplink.lower and uplink.lower in inventory.links:
         out += _offload_findings(segment, uplink.lower, facts, upper=name)
-    return out + _uplink_vlan_findings(segment, uplink)
+    return out + _uplink_vlan_findings(segment, uplink, bridge)
 
 
 # --- host-wide --------------------------------------------------------------------------

@@ -353,6 +353,68 @@ def test_evaluate_tag_and_tun():
     assert severities(findings) == [(FAIL, "tun", "/dev/net/tun"), (FAIL, "kernel", "vlan.0.tag")]
 
 
+def test_evaluate_bridge_per_vlan():
+    config = CONFIG + "tag = 5\n"  # br0's uplink port is eth0.5
+    absent = evaluate(facts(config, links=(link("eth0", "veth"),)))
+    assert severities(absent) == []
+    port = [f for f in absent if f.check == "uplink"][0]
+    assert (port.subject, port.message) == (
+        "eth0.5", "absent; the first ifup on vlan.0 creates it on eth0 (802.1Q tag 5)")
+    assert [f.subject for f in absent if f.check == "offload"] == ["eth0"]
+    assert severities(evaluate(facts(config, links=(link("eth0", "veth"),), vlan_support=False))) \
+        == [(FAIL, "kernel", "vlan.0.tag")]
+
+    made = (bridge(), link("eth0", "veth"),
+            link("eth0.5", "vlan", master="br0", lower="eth0", vlan_id=5))
+    findings = evaluate(facts(config, links=made, vlan_support=False,
+                              features={"eth0.5": {"rx-gro": Feature(True, False)},
+                                        "eth0": {"rx-lro": Feature(True, False)}}))
+    assert severities(findings) == [(FAIL, "offload", "eth0")]  # the lower device's LRO
+    assert [f.message for f in findings if f.check == "uplink"] == ["port of br0, up"]
+
+    for impostor in (link("eth0.5", "veth"), link("eth0.5", "vlan", lower="eth0", vlan_id=6),
+                     link("eth0.5", "vlan", lower="eth1", vlan_id=5)):
+        findings = evaluate(facts(config, links=(link("eth0", "veth"), impostor)))
+        assert severities(findings) == [(FAIL, "uplink", "eth0.5")], impostor
+    assert severities(evaluate(facts(config))) == [(FAIL, "uplink", "eth0")]
+
+
+VLAN_AWARE = CONFIG.replace("[vlan.0]", "[vlan.0]\ntag = 101") + \
+    CONFIG.replace("[vlan.0]", "[vlan.1]\ntag = 102")
+
+
+def vlan_bridge(filtering=True, default_pvid=0):
+    return link("br0", "bridge", bridge=BridgeInfo(False, 0, False, False, filtering, default_pvid))
+
+
+def test_evaluate_vlan_aware_bridge():
+    uplink = link("eth0", "veth", master="br0", port_vids=(101, 102))
+    findings = evaluate(facts(VLAN_AWARE, links=(vlan_bridge(), uplink), vlan_filtering_support=True))
+    assert severities(findings) == []
+    assert [(f.subject, f.message) for f in findings if f.check == "bridge.vlan"] == [
+        ("br0", "VLAN filtering on, no default PVID; VLANs 101, 102"),
+        ("eth0", "carries VLANs 101, 102 of br0")]
+
+    findings = evaluate(facts(VLAN_AWARE, links=(vlan_bridge(filtering=False, default_pvid=1),
+                                                 uplink)))
+    assert severities(findings) == [(FAIL, "bridge.vlan", "br0")]
+    assert [f.fix for f in findings if f.severity == FAIL] == [
+        "with no guest on it: ip link set dev br0 type bridge vlan_filtering 1 vlan_default_pvid 0"]
+    findings = evaluate(facts(VLAN_AWARE, links=(vlan_bridge(default_pvid=1), uplink)))
+    assert severities(findings) == [(WARN, "bridge.vlan", "br0")]
+
+    missing = link("eth0", "veth", master="br0", port_vids=(1, 101))
+    findings = evaluate(facts(VLAN_AWARE, links=(vlan_bridge(), missing)))
+    assert severities(findings) == [(WARN, "bridge.vlan", "eth0")]
+    assert [f.fix for f in findings if f.severity == WARN] == ["bridge vlan add dev eth0 vid 102"]
+
+    # A kernel without VLAN filtering: said once per tagged segment, by the kernel check.
+    lacking = evaluate(facts(VLAN_AWARE, links=(bridge(), link("eth0", "veth", master="br0")),
+                             vlan_filtering_support=False))
+    assert severities(lacking) == [(FAIL, "kernel", "vlan.0.tag"), (FAIL, "kernel", "vlan.1.tag")]
+    assert "CONFIG_BRIDGE_VLAN_FILTERING" in lacking[-1].message
+
+
 def test_iptables_save_parsing():
     drops = iptables_drops("-P FORWARD DROP\n-A FORWARD -j DROP\n"
                            "-A FORWARD -i br0 -j REJECT --reject-with icmp-port-unreachable\n"

@@ -13,7 +13,8 @@ import pytest
 
 from conftest import SEED_CONFIG, assert_one_line_error
 
-EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_NOPERM, EX_TEMPFAIL, EX_CONFIG = 64, 65, 69, 77, 75, 78
+EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_OSERR, EX_NOPERM, EX_TEMPFAIL, EX_CONFIG = \
+    64, 65, 69, 71, 77, 75, 78
 
 
 def flags(link: dict) -> set:
@@ -216,6 +217,20 @@ def test_addressed_uplink_is_not_enslaved_unless_allowed(netns, hooks):
     hooks.write_config('[vlan.0]\nbridge = "br0"\nuplink = "eth0"\nallow_addressed_uplink = true\n')
     assert hooks.run(netns, "ifup-br0", "tap0").returncode == 0
     assert netns.master_of("eth0") == "br0"
+
+
+def test_a_failure_after_the_bridge_was_created_deletes_it_again(netns, hooks):
+    """Nothing half-built: a TUN (layer 3) cannot be a bridge port, and the kernel says
+    so only after the bridge exists."""
+    netns.hold_taps("tap0")
+    netns.hold_taps("tun0", tun=True)
+    hooks.write_config('[vlan.0]\nbridge = "br0"\nuplink = "tun0"\noffload_check = "off"\n')
+    before = netns.snapshot()
+    done = hooks.run(netns, "ifup-br0", "tap0")
+    assert_one_line_error(done, EX_OSERR, "'ip link set dev tun0 master br0' failed: "
+                                          "Invalid argument")
+    assert netns.snapshot() == before
+    assert hooks.logged_commands("ifup", "tap0")[-1] == "ip link del dev br0 (undo)"
 
 
 def test_missing_uplink_and_create_false(netns, hooks):
