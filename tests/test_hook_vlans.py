@@ -22,8 +22,13 @@ LACKS_8021Q = ("this kernel lacks 802.1Q VLAN support (CONFIG_VLAN_8021Q); "
                "load it with 'modprobe 8021q'")
 LACKS_FILTERING = "this kernel lacks bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)"
 
-# A bridge per VLAN, both on the trunk port eth0.
+# A bridge per VLAN, both on the trunk port eth0; eth0 itself is br0's port for
+# untagged traffic.
 CLASSIC = """\
+[vlan.0]
+bridge = "br0"
+uplink = "eth0"
+
 [vlan.1]
 bridge = "br101"
 uplink = "eth0"
@@ -165,15 +170,17 @@ def vlans_and_links(ns: VlanNetns) -> tuple:
 
 
 def uml_bridge_per_vlan(make_netns, host, hooks):
-    """Two classic segments on the trunk eth0: the hook makes eth0.101 (marked as its
-    own), uses the admin's eth0.102 as it is; each TAP's frames leave eth0 tagged with
-    its VLAN, and `down` deletes eth0.101 only."""
-    with wire(make_netns, host, "eth0", (101, 102), gro=True) as net:
+    """Two classic segments on the trunk eth0, which is also the port of an untagged
+    bridge: the hook makes eth0.101 (marked as its own), uses the admin's eth0.102 as it
+    is; each TAP's frames leave eth0 tagged with its VLAN, tagged frames from the LAN
+    reach their VLAN's TAP only (not br0's), and `down` deletes eth0.101 only."""
+    with wire(make_netns, host, "eth0", (0, 101, 102), gro=True) as net:
         host.ip("link", "add", "link", "eth0", "name", "eth0.102", "type", "vlan", "id", "102")
         hooks.write_config(CLASSIC)
         planned = planned_commands(hooks.cli(host, "plan", "ifup", "tap101", "--vlan", "1").stdout)
         ok(hooks.run(host, "ifup-br101", "tap101"))
         ok(hooks.run(host, "ifup-br102", "tap102"))
+        ok(hooks.run(host, "ifup-br0", "tap0"))
         assert hooks.logged_commands("ifup", "tap101") == planned  # the dry run told the truth
 
         ours, admins = host.link("eth0.101"), host.link("eth0.102")
@@ -183,30 +190,36 @@ def uml_bridge_per_vlan(make_netns, host, hooks):
         assert "ifalias" not in admins
         assert host.ports("br101") == ["eth0.101", "tap101"]
         assert host.ports("br102") == ["eth0.102", "tap102"]
-        assert host.master_of("eth0") is None  # the trunk port itself joins no bridge
-        host.wait_forwarding("eth0.101", "tap101", "eth0.102", "tap102")
+        assert host.ports("br0") == ["eth0", "tap0"]
+        host.wait_forwarding("eth0.101", "tap101", "eth0.102", "tap102", "eth0", "tap0")
 
         for vid, other in ((101, 102), (102, 101)):
             got, frame = net.from_guest(vid)
             assert [f.vid for f in got["lan"]] == [vid], got
             assert got["lan"][0].data == frame
-            assert got[other] == [], f"VLAN {vid} frame leaked to the VLAN {other} TAP"
+            assert (got[other], got[0]) == ([], []), f"VLAN {vid} frame leaked"
             got = net.from_lan(vid, sentinel=other)
             assert [f.vid for f in got[vid]] == [None], got  # untagged on the TAP
-            assert got[other] == []
-        for vid in (None, 1, 103):  # untagged and other VLANs reach no guest
-            got = net.from_lan(vid)
-            assert (got[101], got[102]) == ([], []), (vid, got)
+            assert (got[other], got[0]) == ([], [])
+        got, _ = net.from_guest(0)
+        assert ([f.vid for f in got["lan"]], got[101], got[102]) == ([None], [], []), got
+        got = net.from_lan(None)
+        assert ([f.vid for f in got[0]], got[101], got[102]) == ([None], [], []), got
+        for vid in (1, 103):  # other VLANs reach no classic bridge; br0 passes them on as
+            got = net.from_lan(vid)  # they are, tagged (br0 knows nothing of VLANs)
+            assert ([f.vid for f in got[0]], got[101], got[102]) == ([vid], [], []), (vid, got)
 
         before = vlans_and_links(host)
         ok(hooks.run(host, "ifup-br101", "tap101"))
         assert vlans_and_links(host) == before
 
-        ok(hooks.run(host, "ifdown-br101", "tap101"))
-        ok(hooks.run(host, "ifdown-br102", "tap102"))
+        for entry, tap in (("ifdown-br0", "tap0"), ("ifdown-br101", "tap101"),
+                           ("ifdown-br102", "tap102")):
+            ok(hooks.run(host, entry, tap))
         down = hooks.cli(host, "down")
         ok(down)
         assert down.stdout.splitlines() == [
+            "vlan.0: br0: removed",
             "vlan.1: br101: removed",
             "vlan.2: br102: removed; eth0.102 left in place: qemu-ifhooks did not create it"]
         assert host.link("eth0.101") is None and host.link("br101") is None
