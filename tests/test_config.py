@@ -306,6 +306,20 @@ def test_default_path_without_env(monkeypatch):
     assert config_path("/y.toml") == "/y.toml"
 
 
+def test_readme_config_examples_are_valid():
+    import re
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"^```toml\n(.*?)^```$", readme, re.MULTILINE | re.DOTALL)
+    assert len(blocks) >= 3
+    for block in blocks:
+        assert parse_config(tomllib.loads(block), "README.md").segments
+
+
 def test_shipped_example_config_is_valid(tmp_path):
     """etc/qemu-ifhooks.toml is what packages install as the conffile."""
     example = tmp_path / "qemu-ifhooks.toml"
@@ -314,3 +328,14 @@ def test_shipped_example_config_is_valid(tmp_path):
     config = load_config(secure(example))
     assert [(s.vlan, s.bridge, s.uplink) for s in config.segments] == [
         (0, "br0", "eth0"), (1, "br1", "eth1")]
+    # Its commented-out keys and tables are examples: with all of them in, still valid.
+    import re
+
+    text = example.read_text()
+    example.write_text(re.sub(r"^# (?=\[vlan\.\d+\]|\w+ = )", "", text, flags=re.MULTILINE))
+    config = load_config(secure(example))
+    assert [(s.vlan, s.bridge, s.uplink_port, s.vlan_aware) for s in config.segments] == [
+        (0, "br0", "eth0", False), (1, "br1", "eth1.101", False),
+        (101, "br101", "eth0.101", False), (102, "br102", "eth0.102", False),
+        (201, "brvlan", "eth2", True), (202, "brvlan", "eth2", True),
+        (200, "brvlan", "eth2", True)]
