@@ -8,7 +8,7 @@ decision a hook makes can be tested with plain values.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Set, Tuple, Union
 
 from .config import Segment
 from .errors import NotATapError, UnavailableError
@@ -260,17 +260,33 @@ def plan_bridge(segment: Segment, bridge: Optional[Link], uplink: Optional[Link]
     """Make the segment's bridge exist, with its uplink port, and up. `create` overrides
     the segment's own setting (`qemu-ifhooks up` creates whatever the segment says).
 
-    `uplink_addresses` are those of the link that joins the bridge (the uplink, or a
-    classic segment's subinterface `vlan_port`, None when it does not exist yet);
-    `uplink_vlans` those of the uplink, when it is already a port of a VLAN-aware bridge."""
+    The uplink port is the uplink, or a classic segment's subinterface `vlan_port`
+    (None while it does not exist); `uplink_addresses` are the port's global addresses,
+    `uplink_vlans` its VLANs when it is already a port of a VLAN-aware bridge."""
+    port = vlan_port if segment.classic else uplink
+    require_buildable(segment, bridge, uplink, port, uplink_addresses, create)
     ops: List[Op] = []
+    if segment.classic and port is None:
+        assert segment.uplink_port is not None and uplink is not None and segment.tag
+        # First of all: a kernel without 802.1Q refuses it before anything has changed.
+        ops += [CreateVlan(segment.uplink_port, uplink.name, segment.tag),
+                SetAlias(segment.uplink_port, vlan_mark(segment))]
+    if bridge is None:
+        ops += new_bridge_ops(segment, port or uplink, machine_id)
+    ops += uplink_port_ops(segment, bridge, uplink, port, uplink_vlans)
+    if bridge is None or not bridge.is_up:
+        ops.append(SetUp(segment.bridge))
+    return Plan(tuple(ops))
+
+
+def require_buildable(segment: Segment, bridge: Optional[Link], uplink: Optional[Link],
+                      port: Optional[Link], port_addresses: Sequence[str],
+                      create: Optional[bool]) -> None:
+    """Everything plan_bridge refuses, before it plans anything."""
     name = segment.bridge
     if segment.uplink is not None and uplink is None:
         raise UnavailableError(f"uplink {segment.uplink} does not exist")
-    port_name = segment.uplink_port
-    port = vlan_port if segment.classic else uplink
-    if port is not None and segment.classic:
-        assert uplink is not None
+    if port is not None and uplink is not None and segment.classic:
         require_vlan_port(segment, port, uplink)
     if bridge is None and not (segment.create if create is None else create):
         raise UnavailableError(f"bridge {name} does not exist and {segment.key} has "
@@ -283,49 +299,52 @@ def plan_bridge(segment: Segment, bridge: Optional[Link], uplink: Optional[Link]
         if port.master:
             raise UnavailableError(f"uplink {port.name} is already a port of another "
                                    f"master (ifindex {port.master}); not moving it")
-        if uplink_addresses and not segment.allow_addressed_uplink:
+        if port_addresses and not segment.allow_addressed_uplink:
             raise UnavailableError(
-                f"uplink {port.name} carries {', '.join(uplink_addresses)}; enslaving it "
+                f"uplink {port.name} carries {', '.join(port_addresses)}; enslaving it "
                 f"would cut the host off from them: move them to {name}, or set "
                 f"allow_addressed_uplink = true in {segment.key}")
-    if segment.classic and port is None:
-        assert port_name is not None and uplink is not None and segment.tag is not None
-        # First of all: a kernel without 802.1Q refuses it before anything has changed.
-        ops += [CreateVlan(port_name, uplink.name, segment.tag),
-                SetAlias(port_name, vlan_mark(segment))]
-    if bridge is None:
-        # A fixed address: a bridge otherwise takes its lowest port MAC, which changes
-        # as guests come and go and breaks the host's ARP entries on the segment.
-        # (A new subinterface has its parent's address.)
-        source = port or uplink
-        address = source.address if source and source.address else \
-            derived_bridge_mac(name, machine_id)
-        ops.append(CreateBridge(name, address, segment.stp, segment.forward_delay,
-                                segment.vlan_aware))
-        if segment.mtu is not None:
-            # Setting the MTU after creation pins it (no port can lower it), but only
-            # when it changes: the kernel skips a change to the same value, so first
-            # step off a new bridge's default MTU.
-            if segment.mtu == BRIDGE_DEFAULT_MTU:
-                ops.append(SetMtu(name, BRIDGE_DEFAULT_MTU - 1))
-            ops.append(SetMtu(name, segment.mtu))
-    if port_name is not None:
-        if port is None or uplink_needs_attaching(port, bridge):
-            ops.append(SetMaster(port_name, name))
-            present = set()
-        else:
-            present = {vlan.vid for vlan in uplink_vlans or ()}
-        # Tagged, every VLAN of the bridge; a VID the admin gave other flags stays as is.
-        ops += [BridgeVlanAdd(port_name, vid) for vid in segment.bridge_vids
-                if vid not in present]
-        if segment.classic and uplink is not None and not uplink.is_up:
-            # The kernel brings a VLAN device up only on a parent that is up.
-            ops.append(SetUp(uplink.name))
-        if port is None or not port.is_up:
-            ops.append(SetUp(port_name))
-    if bridge is None or not bridge.is_up:
+
+
+def new_bridge_ops(segment: Segment, port: Optional[Link], machine_id: bytes) -> List[Op]:
+    name = segment.bridge
+    # A fixed address: a bridge otherwise takes its lowest port MAC, which changes as
+    # guests come and go and breaks the host's ARP entries on the segment. (`port` is
+    # the uplink port, or the uplink while its subinterface, which will have the
+    # uplink's address, does not exist yet.)
+    address = port.address if port and port.address else derived_bridge_mac(name, machine_id)
+    ops: List[Op] = [CreateBridge(name, address, segment.stp, segment.forward_delay,
+                                  segment.vlan_aware)]
+    if segment.mtu is not None:
+        # Setting the MTU after creation pins it (no port can lower it), but only when
+        # it changes: the kernel skips a change to the same value, so first step off a
+        # new bridge's default MTU.
+        if segment.mtu == BRIDGE_DEFAULT_MTU:
+            ops.append(SetMtu(name, BRIDGE_DEFAULT_MTU - 1))
+        ops.append(SetMtu(name, segment.mtu))
+    return ops
+
+
+def uplink_port_ops(segment: Segment, bridge: Optional[Link], uplink: Optional[Link],
+                    port: Optional[Link],
+                    port_vlans: Optional[Sequence[BridgeVlan]]) -> List[Op]:
+    """The uplink port in the bridge, in every VLAN of a VLAN-aware bridge, and up."""
+    name = segment.uplink_port
+    if name is None:
+        return []
+    ops: List[Op] = []
+    present: Set[int] = set()
+    if port is None or uplink_needs_attaching(port, bridge):
+        ops.append(SetMaster(name, segment.bridge))
+    else:
+        present = {vlan.vid for vlan in port_vlans or ()}
+    # Tagged, every VLAN of the bridge; a VID the admin gave other flags stays as is.
+    ops += [BridgeVlanAdd(name, vid) for vid in segment.bridge_vids if vid not in present]
+    if segment.classic and uplink is not None and not uplink.is_up:
+        ops.append(SetUp(uplink.name))  # the kernel brings a VLAN device up only on an up parent
+    if port is None or not port.is_up:
         ops.append(SetUp(name))
-    return Plan(tuple(ops))
+    return ops
 
 
 PREDICTED_INDEX = -1  # a bridge not created yet has no ifindex
@@ -340,7 +359,8 @@ def predicted_bridge(plan: Plan, uplink: Optional[Link]) -> Link:
     mtu = pinned[-1] if pinned else uplink.mtu if uplink is not None else BRIDGE_DEFAULT_MTU
     return Link(index=PREDICTED_INDEX, name=create.bridge, kind="bridge", tun_type=None,
                 flags=IFF_UP, mtu=mtu, master=0, address=create.address, operstate=0,
-                vlan_filtering=create.vlan_aware, vlan_default_pvid=0 if create.vlan_aware else None)
+                vlan_filtering=create.vlan_aware,
+                vlan_default_pvid=0 if create.vlan_aware else None)
 
 
 def plan_attach(segment: Segment, tap: Link, bridge: Link,
