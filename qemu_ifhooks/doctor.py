@@ -456,6 +456,11 @@ def kernel_findings(facts: Facts) -> List[Finding]:
         if lacking:
             out.append(Finding(FAIL, "kernel", subject, f"{what} needs {needs}, which this "
                                f"kernel lacks: ifup on {segment.key} fails ({have})", fix))
+        elif segment.vlan_aware and facts.vlan_filtering_support is None:
+            out.append(Finding(WARN, "kernel", subject, f"{what} needs {needs}: cannot tell "
+                               f"whether this kernel has it (no bridge to look at, no kernel "
+                               f"config): the first ifup on {segment.key} tells ({have})",
+                               f"qemu-ifhooks up {segment.vlan}"))
         else:
             out.append(Finding(OK, "kernel", subject, f"{what}: {have}"))
     return out

@@ -160,13 +160,32 @@ def vlan_support() -> Optional[bool]:
     return False
 
 
-def vlan_filtering_support(inventory: Inventory) -> Optional[bool]:
-    """Known only from an existing bridge: the kernel reports its default PVID only when
-    built with CONFIG_BRIDGE_VLAN_FILTERING."""
+def kernel_config(paths: Sequence[str] = ()) -> Optional[Dict[str, str]]:
+    """The running kernel's build options that are set ({"CONFIG_BRIDGE": "y", ...}),
+    from /proc/config.gz or /boot/config-RELEASE; None when neither is there."""
+    import gzip
+
+    for path in paths or ("/proc/config.gz", f"/boot/config-{platform.release()}"):
+        try:
+            with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as f:
+                pairs = (line.strip().partition("=") for line in f)
+                return {key: value for key, _, value in pairs
+                        if key.startswith("CONFIG_") and value}
+        except (OSError, EOFError):
+            continue
+    return None
+
+
+def vlan_filtering_support(inventory: Inventory,
+                           config: Optional[Dict[str, str]] = None) -> Optional[bool]:
+    """From an existing bridge (the kernel reports its default PVID only when built with
+    CONFIG_BRIDGE_VLAN_FILTERING), else from the kernel's build options."""
     for link in inventory.links.values():
         if link.bridge is not None:
             return link.bridge.vlan_default_pvid is not None
-    return None
+    if config is None:
+        return None
+    return config.get("CONFIG_BRIDGE_VLAN_FILTERING") == "y"
 
 
 def gather(explicit_config: Optional[str], directories: Sequence[str]) -> Facts:
@@ -188,7 +207,8 @@ def gather(explicit_config: Optional[str], directories: Sequence[str]) -> Facts:
                  feature_errors=feature_errors, bridge_nf=bridge_nf(), drops=tuple(drops),
                  firewall_problems=tuple(problems), tun_problem=tun_problem(),
                  hook_program=this_hook_program(), hook_dirs=hook_dirs(config, directories),
-                 vlan_support=vlan_support(), vlan_filtering_support=vlan_filtering_support(inventory))
+                 vlan_support=vlan_support(),
+                 vlan_filtering_support=vlan_filtering_support(inventory, kernel_config()))
 
 
 def run_check(explicit_config: Optional[str], directories: Sequence[str], as_json: bool) -> int:

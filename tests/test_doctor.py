@@ -396,15 +396,17 @@ def test_evaluate_vlan_aware_bridge():
         ("eth0", "carries VLANs 101, 102 of br0")]
 
     findings = evaluate(facts(VLAN_AWARE, links=(vlan_bridge(filtering=False, default_pvid=1),
-                                                 uplink)))
+                                                 uplink), vlan_filtering_support=True))
     assert severities(findings) == [(FAIL, "bridge.vlan", "br0")]
     assert [f.fix for f in findings if f.severity == FAIL] == [
         "with no guest on it: ip link set dev br0 type bridge vlan_filtering 1 vlan_default_pvid 0"]
-    findings = evaluate(facts(VLAN_AWARE, links=(vlan_bridge(default_pvid=1), uplink)))
+    findings = evaluate(facts(VLAN_AWARE, links=(vlan_bridge(default_pvid=1), uplink),
+                              vlan_filtering_support=True))
     assert severities(findings) == [(WARN, "bridge.vlan", "br0")]
 
     missing = link("eth0", "veth", master="br0", port_vids=(1, 101))
-    findings = evaluate(facts(VLAN_AWARE, links=(vlan_bridge(), missing)))
+    findings = evaluate(facts(VLAN_AWARE, links=(vlan_bridge(), missing),
+                              vlan_filtering_support=True))
     assert severities(findings) == [(WARN, "bridge.vlan", "eth0")]
     assert [f.fix for f in findings if f.severity == WARN] == ["bridge vlan add dev eth0 vid 102"]
 
@@ -413,6 +415,32 @@ def test_evaluate_vlan_aware_bridge():
                              vlan_filtering_support=False))
     assert severities(lacking) == [(FAIL, "kernel", "vlan.0.tag"), (FAIL, "kernel", "vlan.1.tag")]
     assert "CONFIG_BRIDGE_VLAN_FILTERING" in lacking[-1].message
+
+    # No bridge to look at and no kernel config: check cannot tell, and says so.
+    unknown = evaluate(facts(VLAN_AWARE, links=(link("eth0", "veth"),)))
+    assert severities(unknown) == [(WARN, "kernel", "vlan.0.tag"), (WARN, "kernel", "vlan.1.tag")]
+
+
+def test_kernel_config_and_vlan_filtering_support(tmp_path):
+    import gzip
+
+    from qemu_ifhooks.gather import kernel_config, vlan_filtering_support
+
+    text = "# comment\nCONFIG_BRIDGE=y\n# CONFIG_VLAN_8021Q is not set\nCONFIG_X=\"a=b\"\n"
+    with gzip.open(tmp_path / "config.gz", "wt") as f:
+        f.write(text)
+    (tmp_path / "config-6.1").write_text(text + "CONFIG_BRIDGE_VLAN_FILTERING=y\n")
+    got = kernel_config([str(tmp_path / "absent.gz"), str(tmp_path / "config.gz")])
+    assert got == {"CONFIG_BRIDGE": "y", "CONFIG_X": '"a=b"'}
+    assert kernel_config([str(tmp_path / "absent")]) is None
+    plain = kernel_config([str(tmp_path / "config-6.1")])
+    assert plain is not None and plain["CONFIG_BRIDGE_VLAN_FILTERING"] == "y"
+    assert vlan_filtering_support(Inventory(), got) is False
+    assert vlan_filtering_support(Inventory(), plain) is True
+    assert vlan_filtering_support(Inventory(), None) is None
+    # A bridge is the kernel's own word, whatever the config file says.
+    assert vlan_filtering_support(Inventory({"br0": vlan_bridge()}), got) is True
+    assert vlan_filtering_support(Inventory({"br0": bridge()}), plain) is False
 
 
 def test_iptables_save_parsing():

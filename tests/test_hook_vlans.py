@@ -108,6 +108,23 @@ def test_vlan_aware_bridge_on_a_kernel_without_vlan_filtering(host, hooks):
     assert host.snapshot() == before
 
 
+def test_check_says_which_kernel_support_is_missing(host, hooks):
+    import json
+
+    host.veth("eth0", "lan0")
+    require_lacking(host, "link", "add", "link", "eth0", "name", "eth0.9", "type", "vlan", "id", "9")
+    require_lacking(host, "link", "add", "brx", "type", "bridge", "vlan_filtering", "1")
+    for config, tagged, option in ((CLASSIC, ("vlan.1.tag", "vlan.2.tag"), "CONFIG_VLAN_8021Q"),
+                                   (VLAN_AWARE, ("vlan.1.tag", "vlan.2.tag", "vlan.3.tag"),
+                                    "CONFIG_BRIDGE_VLAN_FILTERING")):
+        hooks.write_config(config)
+        done = hooks.cli(host, "check", "--json")
+        assert done.returncode == 1, done.stderr
+        kernel = [f for f in json.loads(done.stdout)["findings"] if f["check"] == "kernel"]
+        assert [(f["severity"], f["subject"]) for f in kernel] == [("fail", t) for t in tagged]
+        assert all(option in f["message"] for f in kernel), kernel
+
+
 def test_plan_shows_the_subinterface_the_hook_would_make(host, hooks):
     host.veth("eth0", "lan0")
     hooks.write_config(CLASSIC)
