@@ -53,7 +53,7 @@ class Executor:
                 except OSError as error:
                     raise kernel_error(op, error) from None
                 if isinstance(op, (CreateBridge, CreateVlan)):
-                    created.append(op.bridge if isinstance(op, CreateBridge) else op.ifname)
+                    created.append(op.ifname)
         except BaseException:
             self._undo(created)
             raise

@@ -342,7 +342,8 @@ class _Parser:
             if segment.uplink in bridges:
                 raise self.fail(f"{segment.key}.uplink",
                                 f"{segment.uplink} is also configured as a bridge")
-            port = segment.uplink_port or segment.uplink
+            port = segment.uplink_port  # the uplink itself unless classic
+            assert port is not None
             where = f"{segment.key}.tag" if segment.classic else f"{segment.key}.uplink"
             if port in bridges:
                 raise self.fail(where, f"{port} is also configured as a bridge")

@@ -32,6 +32,11 @@ class CreateBridge:
     # gives it its own (the kernel's default would put every port in VLAN 1).
     vlan_aware: bool = False
 
+    @property
+    def ifname(self) -> str:
+        """The link the op creates, named as in every other op."""
+        return self.bridge
+
     def command(self) -> str:
         vlans = " vlan_filtering 1 vlan_default_pvid 0" if self.vlan_aware else ""
         return (f"ip link add {self.bridge} address {mac_text(self.address)} type bridge "
