@@ -15,6 +15,11 @@ APT_PACKAGES = python3-venv python3-pip iproute2 ethtool util-linux qemu-system-
                build-essential debhelper dh-python pybuild-plugin-pyproject python3-all \
                python3-hatchling python3-installer lintian systemd rpm rpmlint
 
+# Debian packages only the benchmark uses (bench/README.md): the naive hook it compares
+# against, the plot, and GNU time for the peak RSS.
+BENCH_APT_PACKAGES = python3-pyroute2 python3-matplotlib time
+BENCH_ARGS ?=
+
 VENV_STAMP = $(VENV)/.installed
 
 .PHONY: all deps venv guest demo test unit deb rpm clean
@@ -61,6 +66,20 @@ deb: deps
 
 rpm: deps
 	packaging/build.sh rpm dist
+
+# Hook latency, scaling, burst and memory against Debian's /etc/qemu-ifup and a naive
+# pyroute2 hook, in a network namespace of its own: bench/results.md and a PNG plot.
+.PHONY: bench
+bench: deps
+	@missing=$$(for p in $(BENCH_APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q </dev/null && apt-get install -y -q --no-install-recommends $$missing </dev/null; \
+	fi
+	/usr/bin/python3 bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache
