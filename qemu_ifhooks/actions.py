@@ -3,17 +3,22 @@ verify. Shared by `hook.py` (ifup/ifdown) and `admin.py` (up/down)."""
 
 from __future__ import annotations
 
-from typing import Callable, List, NamedTuple, Optional
-
 from .apply import Executor, verify_attached
-from .config import Segment
 from .errors import PermissionDenied, UnavailableError
 from .lock import BridgeLock
 from .netlink import BridgeVlan, Link, Netlink
-from .plan import (Plan, check_offloads, plan_attach, plan_bridge, plan_detach, plan_teardown,
+from .plan import (check_offloads, plan_attach, plan_bridge, plan_detach, plan_teardown,
                    require_tap, uplink_needs_attaching)
+from .record import Record
 
-Trace = Callable[[str], None]
+TYPE_CHECKING = False  # typing costs milliseconds of every hook start
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional
+
+    from .config import Segment
+    from .plan import Plan
+
+    Trace = Callable[[str], None]
 
 
 def machine_id() -> bytes:
@@ -24,14 +29,16 @@ def machine_id() -> bytes:
         return b""
 
 
-class Scene(NamedTuple):
+class Scene(Record):
     """What plan_bridge looks at: the segment's links as the kernel has them."""
 
-    bridge: Optional[Link]
-    uplink: Optional[Link]
-    vlan_port: Optional[Link]  # a classic segment's <uplink>.<tag>, when it exists
-    addresses: List[str]  # global addresses of the link about to join the bridge
-    uplink_vlans: Optional[List[BridgeVlan]]  # the uplink's, on a VLAN-aware bridge
+    __slots__ = (
+        "bridge",
+        "uplink",
+        "vlan_port",  # a classic segment's <uplink>.<tag>, when it exists
+        "addresses",  # global addresses of the link about to join the bridge
+        "uplink_vlans",  # the uplink's BridgeVlans, on a VLAN-aware bridge; else None
+    )
 
     def plan(self, segment: Segment, machine_id: bytes = b"",
              create: Optional[bool] = None) -> Plan:

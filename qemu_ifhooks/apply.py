@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
-from typing import Callable, Dict, Iterable, List, Optional
+TYPE_CHECKING = False  # typing costs milliseconds of every hook start
+if TYPE_CHECKING:
+    from typing import Callable, Dict, Iterable, List, Optional
 
 from .errors import HookError, KernelError, PermissionDenied, UnavailableError
 from .netlink import Link, MissingKernelFeature, Netlink

@@ -1,19 +1,21 @@
 """The TOML map of bridge per QEMU VLAN: schema, validation and loading.
 
-`parse_config` is pure (a parsed TOML document in, frozen dataclasses out); `load_config`
+`parse_config` is pure (a parsed TOML document in, immutable records out); `load_config`
 is the thin edge that finds, checks and reads the file.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import stat
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .errors import ConfigError, PermissionDenied
 from .ifname import ifname_problem
+from .record import Record
+
+TYPE_CHECKING = False  # typing costs milliseconds of every hook start
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 DEFAULT_PATH = "/etc/qemu-ifhooks/qemu-ifhooks.toml"
 ENV_PATH = "QEMU_IFHOOKS_CONFIG"
@@ -29,26 +31,31 @@ def parse_vlan(text: str) -> Optional[int]:
     return None
 
 
-@dataclass(frozen=True)
-class Segment:
+class Segment(Record):
     """One QEMU VLAN: the bridge its TAPs join and how that bridge is built."""
 
-    vlan: int
-    bridge: str
-    uplink: Optional[str] = None
-    tag: Optional[int] = None
-    mtu: Optional[int] = None
-    match: Tuple[str, ...] = ()
-    offload_check: str = "enforce"
-    create: bool = True
-    stp: bool = False
-    forward_delay: int = 0
-    allow_addressed_uplink: bool = False
-    trunk: Tuple[int, ...] = ()  # VLANs a TAP of a VLAN-aware bridge also gets, tagged
-    # Derived from the whole config, not a key: the VLANs of a VLAN-aware bridge (one
-    # that several tagged segments share), every segment's tag and trunk, which its
-    # uplink carries tagged. Empty for every other bridge.
-    bridge_vids: Tuple[int, ...] = ()
+    __slots__ = (
+        "vlan",
+        "bridge",
+        "uplink",
+        "tag",
+        "mtu",
+        "match",  # a tuple of globs
+        "offload_check",
+        "create",
+        "stp",
+        "forward_delay",
+        "allow_addressed_uplink",
+        "trunk",  # VLANs a TAP of a VLAN-aware bridge also gets, tagged
+        # Derived from the whole config, not a key: the VLANs of a VLAN-aware bridge (one
+        # that several tagged segments share), every segment's tag and trunk, which its
+        # uplink carries tagged. Empty for every other bridge.
+        "bridge_vids",
+    )
+    _defaults = {"uplink": None, "tag": None, "mtu": None, "match": (),
+                 "offload_check": "enforce", "create": True, "stp": False,
+                 "forward_delay": 0, "allow_addressed_uplink": False, "trunk": (),
+                 "bridge_vids": ()}
 
     @property
     def key(self) -> str:
@@ -73,11 +80,13 @@ class Segment:
         return self.uplink
 
 
-@dataclass(frozen=True)
-class Config:
-    path: str
-    segments: Tuple[Segment, ...]  # in file order
-    default_vlan: Optional[int] = None
+class Config(Record):
+    __slots__ = (
+        "path",
+        "segments",  # a tuple of Segment, in file order
+        "default_vlan",
+    )
+    _defaults = {"default_vlan": None}
 
     def segment(self, vlan: int) -> Optional[Segment]:
         for segment in self.segments:
@@ -268,7 +277,7 @@ class _Parser:
             if earlier:
                 self.agree(segment, earlier)
             earlier.append(segment)
-        config = dataclasses.replace(config, segments=tuple(
+        config = config.replace(segments=tuple(
             self.bridge_style(segment, on_bridge[segment.bridge]) for segment in config.segments))
         self.check_uplinks(config.segments)
         if config.default_vlan is not None and config.segment(config.default_vlan) is None:
@@ -308,7 +317,7 @@ class _Parser:
         if segment.tag is not None and len(on_bridge) > 1:
             vids = {s.tag for s in on_bridge if s.tag is not None}
             vids.update(vid for s in on_bridge for vid in s.trunk)
-            return dataclasses.replace(segment, bridge_vids=tuple(sorted(vids)))
+            return segment.replace(bridge_vids=tuple(sorted(vids)))
         if segment.trunk:
             what = ("a bridge per VLAN (its only segment has a tag)" if segment.tag is not None
                     else "not VLAN-aware (its segments have no tag)")

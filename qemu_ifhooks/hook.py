@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List, Optional
+TYPE_CHECKING = False  # typing costs milliseconds of every hook start
+if TYPE_CHECKING:
+    from typing import List, Optional
 
 from .actions import attach, detach
 from .config import load_config

@@ -8,20 +8,26 @@ anything else                   action from "down"/"up" in the name; segment fro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
-
-from .config import Config, Segment, parse_vlan
+from .config import parse_vlan
 from .errors import UsageError
+from .record import Record
+
+TYPE_CHECKING = False  # typing costs milliseconds of every hook start
+if TYPE_CHECKING:
+    from typing import Optional
+
+    from .config import Config, Segment
 
 IFUP, IFDOWN = "ifup", "ifdown"
 
 
-@dataclass(frozen=True)
-class HookName:
-    action: str  # IFUP or IFDOWN
-    vlan: Optional[int] = None
-    bridge: Optional[str] = None  # neither vlan nor bridge: a generic name
+class HookName(Record):
+    __slots__ = (
+        "action",  # IFUP or IFDOWN
+        "vlan",
+        "bridge",  # neither vlan nor bridge: a generic name
+    )
+    _defaults = {"vlan": None, "bridge": None}
 
     @property
     def generic(self) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Optional
+TYPE_CHECKING = False  # typing costs milliseconds of every hook start
+if TYPE_CHECKING:
+    from typing import Optional
 
 IFNAMSIZ = 16  # including the terminating NUL
 # The kernel checks bytes with its own isspace() (lib/ctype.c: \t \n \v \f \r, space

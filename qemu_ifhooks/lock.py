@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import fcntl
 import os
-import signal
-from typing import Optional
+TYPE_CHECKING = False  # typing costs milliseconds of every hook start
+if TYPE_CHECKING:
+    from typing import Optional
 
 from .errors import LockTimeout, PermissionDenied
 
@@ -65,7 +66,10 @@ class BridgeLock:
             return
         except BlockingIOError:
             pass
-        # Block, but no longer than the timeout: an alarm interrupts flock().
+        # Block, but no longer than the timeout: an alarm interrupts flock(). (Imported
+        # here: `signal` brings `enum`, which an uncontended hook need not pay for.)
+        import signal
+
         previous = signal.signal(signal.SIGALRM, _expire)
         signal.setitimer(signal.ITIMER_REAL, self.timeout)
         try:

@@ -7,7 +7,9 @@ import os
 import sys
 import syslog
 import time
-from typing import Optional
+TYPE_CHECKING = False  # typing costs milliseconds of every hook start
+if TYPE_CHECKING:
+    from typing import Optional
 
 IDENT = "qemu-ifhooks"
 ENV_TRACE = "QEMU_IFHOOKS_LOG"

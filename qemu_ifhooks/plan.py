@@ -7,12 +7,15 @@ decision a hook makes can be tested with plain values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import List, Optional, Sequence, Set, Tuple, Union
-
-from .config import Segment
 from .errors import NotATapError, UnavailableError
 from .netlink import FEATURE_8021Q, FEATURE_BRIDGE_VLAN_FILTERING, IFF_UP, BridgeVlan, Link
+from .record import Record
+
+TYPE_CHECKING = False  # typing costs milliseconds of every hook start
+if TYPE_CHECKING:
+    from typing import List, Optional, Sequence, Set
+
+    from .config import Segment
 
 
 BRIDGE_DEFAULT_MTU = 1500  # what the kernel gives a new bridge (ETH_DATA_LEN)
@@ -22,15 +25,26 @@ def mac_text(address: bytes) -> str:
     return ":".join(f"{b:02x}" for b in address)
 
 
-@dataclass(frozen=True)
-class CreateBridge:
-    bridge: str
-    address: bytes
-    stp: bool
-    forward_delay: int  # seconds
-    # VLAN filtering on, and no default PVID: a new port is in no VLAN until the hook
-    # gives it its own (the kernel's default would put every port in VLAN 1).
-    vlan_aware: bool = False
+class Op(Record):
+    """One change to the kernel; `command()` says it as the `ip`/`bridge` equivalent."""
+
+    __slots__ = ()
+
+    def command(self) -> str:
+        raise NotImplementedError
+
+
+class CreateBridge(Op):
+    __slots__ = (
+        "bridge",
+        "address",
+        "stp",
+        "forward_delay",  # seconds
+        # VLAN filtering on, and no default PVID: a new port is in no VLAN until the
+        # hook gives it its own (the kernel's default would put every port in VLAN 1).
+        "vlan_aware",
+    )
+    _defaults = {"vlan_aware": False}
 
     @property
     def ifname(self) -> str:
@@ -43,103 +57,91 @@ class CreateBridge:
                 f"stp_state {int(self.stp)} forward_delay {self.forward_delay * 100}{vlans}")
 
 
-@dataclass(frozen=True)
-class CreateVlan:
-    ifname: str
-    parent: str
-    vid: int
+class CreateVlan(Op):
+    __slots__ = ("ifname", "parent", "vid")
 
     def command(self) -> str:
         return f"ip link add link {self.parent} name {self.ifname} type vlan id {self.vid}"
 
 
-@dataclass(frozen=True)
-class SetAlias:
-    ifname: str
-    alias: str  # never contains a quote: the planners write it
+class SetAlias(Op):
+    __slots__ = (
+        "ifname",
+        "alias",  # never contains a quote: the planners write it
+    )
 
     def command(self) -> str:
         return f"ip link set dev {self.ifname} alias '{self.alias}'"
 
 
-@dataclass(frozen=True)
-class BridgeVlanAdd:
-    ifname: str
-    vid: int
-    pvid_untagged: bool = False  # the port's own VLAN, untagged; else tagged
+class BridgeVlanAdd(Op):
+    __slots__ = (
+        "ifname",
+        "vid",
+        "pvid_untagged",  # the port's own VLAN, untagged; else tagged
+    )
+    _defaults = {"pvid_untagged": False}
 
     def command(self) -> str:
         flags = " pvid untagged" if self.pvid_untagged else ""
         return f"bridge vlan add dev {self.ifname} vid {self.vid}{flags}"
 
 
-@dataclass(frozen=True)
-class BridgeVlanDel:
-    ifname: str
-    vid: int
+class BridgeVlanDel(Op):
+    __slots__ = ("ifname", "vid")
 
     def command(self) -> str:
         return f"bridge vlan del dev {self.ifname} vid {self.vid}"
 
 
-@dataclass(frozen=True)
-class SetMtu:
-    ifname: str
-    mtu: int
+class SetMtu(Op):
+    __slots__ = ("ifname", "mtu")
 
     def command(self) -> str:
         return f"ip link set dev {self.ifname} mtu {self.mtu}"
 
 
-@dataclass(frozen=True)
-class SetMaster:
-    ifname: str
-    master: str
+class SetMaster(Op):
+    __slots__ = ("ifname", "master")
 
     def command(self) -> str:
         return f"ip link set dev {self.ifname} master {self.master}"
 
 
-@dataclass(frozen=True)
-class SetNoMaster:
-    ifname: str
+class SetNoMaster(Op):
+    __slots__ = ("ifname",)
 
     def command(self) -> str:
         return f"ip link set dev {self.ifname} nomaster"
 
 
-@dataclass(frozen=True)
-class SetUp:
-    ifname: str
+class SetUp(Op):
+    __slots__ = ("ifname",)
 
     def command(self) -> str:
         return f"ip link set dev {self.ifname} up"
 
 
-@dataclass(frozen=True)
-class SetDown:
-    ifname: str
+class SetDown(Op):
+    __slots__ = ("ifname",)
 
     def command(self) -> str:
         return f"ip link set dev {self.ifname} down"
 
 
-@dataclass(frozen=True)
-class DeleteLink:
-    ifname: str
+class DeleteLink(Op):
+    __slots__ = ("ifname",)
 
     def command(self) -> str:
         return f"ip link del dev {self.ifname}"
 
 
-Op = Union[CreateBridge, CreateVlan, SetAlias, SetMtu, SetMaster, SetNoMaster, SetUp, SetDown,
-           DeleteLink, BridgeVlanAdd, BridgeVlanDel]
-
-
-@dataclass(frozen=True)
-class Plan:
-    ops: Tuple[Op, ...] = ()
-    notes: Tuple[str, ...] = ()  # decisions worth telling the user (nothing to do, and why)
+class Plan(Record):
+    __slots__ = (
+        "ops",  # a tuple of Op
+        "notes",  # decisions worth telling the user (nothing to do, and why)
+    )
+    _defaults = {"ops": (), "notes": ()}
 
 
 # --- names and addresses --------------------------------------------------------------

@@ -160,11 +160,12 @@ def test_exit_status_table_lists_every_status():
     table = sections(render(MAN8))["EXIT STATUS"]
     rows = {int(m.group(1)): m.group(2)
             for m in re.finditer(r"^ {7}(\d+) +(\S+)", table, re.MULTILINE)}
-    for status in ExitStatus:
-        assert status.value in rows, f"exit status {status.value} missing from {MAN8.name}"
-        assert rows[status.value] in (status.name, f"EX_{status.name}"), \
-            (status, rows[status.value])
-    assert set(rows) == {s.value for s in ExitStatus}, "the table lists unknown statuses"
+    statuses = ExitStatus.table()
+    assert len(statuses) >= 10
+    for name, value in statuses.items():
+        assert value in rows, f"exit status {value} missing from {MAN8.name}"
+        assert rows[value] in (name, f"EX_{name}"), (name, rows[value])
+    assert set(rows) == set(statuses.values()), "the table lists unknown statuses"
 
 
 def test_every_environment_variable_the_code_reads_is_documented():

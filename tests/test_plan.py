@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 
@@ -242,7 +241,7 @@ def test_attach_refuses_non_tap(other):
 @pytest.mark.parametrize("other", NOT_TAPS, ids=[l.name for l in NOT_TAPS])
 def test_attach_refuses_non_tap_even_if_attached(other):
     with pytest.raises(NotATapError):
-        plan_attach(seg(), dataclasses.replace(other, master=10), br0())
+        plan_attach(seg(), other.replace(master=10), br0())
 
 
 # --- plan_detach -------------------------------------------------------------------------
@@ -279,7 +278,7 @@ def test_detach_on_another_bridge_is_left_alone(bridge):
 @pytest.mark.parametrize("other", NOT_TAPS, ids=[l.name for l in NOT_TAPS])
 def test_detach_refuses_non_tap(other):
     with pytest.raises(NotATapError) as raised:
-        plan_detach(seg(), dataclasses.replace(other, master=10), br0())
+        plan_detach(seg(), other.replace(master=10), br0())
     assert raised.value.status == 65
 
 
@@ -384,7 +383,7 @@ def eth0_101(parent=None, **kw) -> Link:
     fields = dict(kind="vlan", address=ETH0_MAC, master=0)
     fields.update(kw)
     vlan = link(30, "eth0.101", **{k: v for k, v in fields.items() if k not in ("vid", "alias")})
-    return dataclasses.replace(vlan, vlan_id=fields.get("vid", 101), link=(parent or eth0()).index,
+    return vlan.replace(vlan_id=fields.get("vid", 101), link=(parent or eth0()).index,
                                alias=fields.get("alias"))
 
 
@@ -470,7 +469,7 @@ def aware(vlan=1, tag=101, trunk=(), **kw) -> Segment:
 
 
 def vbr0(default_pvid=0, filtering=True, **kw) -> Link:
-    return dataclasses.replace(br0(**kw), vlan_filtering=filtering, vlan_default_pvid=default_pvid)
+    return br0(**kw).replace(vlan_filtering=filtering, vlan_default_pvid=default_pvid)
 
 
 def test_vlan_aware_bridge_created_with_filtering_and_every_tag_on_the_uplink():
@@ -643,5 +642,5 @@ def test_ops_are_values():
     assert SetUp("x") == SetUp("x")
     assert BridgeVlanAdd("tap0", 5) != BridgeVlanAdd("tap0", 5, pvid_untagged=True)
     assert hash(SetMaster("a", "b")) == hash(SetMaster("a", "b"))
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         SetUp("x").ifname = "y"  # type: ignore[misc]
