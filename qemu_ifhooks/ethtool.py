@@ -1,22 +1,39 @@
-"""Read a device's receive offloads (GRO, LRO) with the legacy ethtool ioctl.
+"""Read a device's receive offloads (GRO, LRO).
 
 Standard library only, for the hook's hot path.  The values match the active
 features that ``ethtool -k DEV`` prints as generic-receive-offload and
-large-receive-offload.
+large-receive-offload.  Read over ethtool netlink (two requests: the family id,
+then the features); kernels without it (before 5.6) get the legacy ioctl, whose
+buffer needs `array`, an import that costs more than the rest of the hook.
 """
 
 from __future__ import annotations
 
-import array
 import errno
-import fcntl
 import os
-import socket
 import struct
-from dataclasses import dataclass
+
+from .netlink import (NETLINK_GENERIC, Netlink, _attr, _attr_items, _attrs, _cstr,
+                      _GENLMSGHDR, _nested)
+from .record import Record
 
 __all__ = ["Offloads", "read_offloads"]
 
+# linux/ethtool_netlink.h
+_ETHTOOL_GENL_NAME = "ethtool"
+_ETHTOOL_GENL_VERSION = 1
+_ETHTOOL_MSG_FEATURES_GET = 11
+_ETHTOOL_A_HEADER_DEV_NAME = 2
+_ETHTOOL_A_FEATURES_HEADER = 1
+_ETHTOOL_A_FEATURES_ACTIVE = 4
+_ETHTOOL_A_BITSET_NOMASK = 1
+_ETHTOOL_A_BITSET_BITS = 3
+_ETHTOOL_A_BITSET_BITS_BIT = 1
+_ETHTOOL_A_BITSET_BIT_NAME = 2
+_ETHTOOL_A_BITSET_BIT_VALUE = 3
+_GRO, _LRO = "rx-gro", "rx-lro"  # netdev_features_strings
+
+# linux/sockios.h, linux/ethtool.h (the legacy ioctl)
 _SIOCETHTOOL = 0x8946
 _ETHTOOL_GFLAGS = 0x25
 _ETHTOOL_GGRO = 0x2B
@@ -26,41 +43,93 @@ _IFREQ_SIZE = 40  # struct ifreq on LP64; the kernel copies no more than its own
 _IFREQ = struct.Struct(f"{_IFNAMSIZ}sP")  # ifr_name, ifr_data
 
 
-@dataclass(frozen=True)
-class Offloads:
-    gro: bool
-    lro: bool
+class Offloads(Record):
+    __slots__ = ("gro", "lro")
 
 
-def _socket() -> socket.socket:
+def _no_device(name: bytes) -> FileNotFoundError:
+    return FileNotFoundError(errno.ENODEV, os.strerror(errno.ENODEV),
+                             name.decode("utf-8", "surrogateescape"))
+
+
+def _active_features(bitset) -> set:
+    """The names of the bits set in a verbose ethtool bitset (ETHTOOL_A_BITSET_*)."""
+    attrs = _attrs(bitset)
+    listed_are_set = _ETHTOOL_A_BITSET_NOMASK in attrs  # a list of the set bits only
+    names = set()
+    for kind, bit in _attr_items(attrs.get(_ETHTOOL_A_BITSET_BITS, b"")):
+        if kind == _ETHTOOL_A_BITSET_BITS_BIT:
+            fields = _attrs(bit)
+            if listed_are_set or _ETHTOOL_A_BITSET_BIT_VALUE in fields:
+                names.add(_cstr(fields.get(_ETHTOOL_A_BITSET_BIT_NAME, b"")))
+    return names
+
+
+def _read_netlink(name: bytes) -> Offloads | None:
+    """Over ethtool netlink; None when the kernel does not have it."""
+    with Netlink(NETLINK_GENERIC) as nl:
+        family = nl.genl_family(_ETHTOOL_GENL_NAME)
+        if family is None:
+            return None
+        request = _GENLMSGHDR.pack(_ETHTOOL_MSG_FEATURES_GET, _ETHTOOL_GENL_VERSION, 0) + \
+            _nested(_ETHTOOL_A_FEATURES_HEADER, _attr(_ETHTOOL_A_HEADER_DEV_NAME, name + b"\0"))
+        try:
+            replies = nl.request(family, request)
+        except OSError as e:
+            if e.errno == errno.ENODEV:
+                raise _no_device(name) from None
+            raise
+    for _, _, msg in replies:
+        active = _attrs(msg, _GENLMSGHDR.size).get(_ETHTOOL_A_FEATURES_ACTIVE)
+        if active is not None:
+            features = _active_features(active)
+            return Offloads(gro=_GRO in features, lro=_LRO in features)
+    raise OSError(errno.EPROTO, f"no active features in the ethtool reply for {name!r}")
+
+
+def _read_ioctl(name: bytes) -> Offloads:
+    import _socket
+    import fcntl
+
     # Any socket reaches dev_ioctl(); AF_INET is the usual one, the others
     # cover kernels built without IPv4.
     last = None
-    for family, kind in (
-        (socket.AF_INET, socket.SOCK_DGRAM),
-        (socket.AF_NETLINK, socket.SOCK_RAW),
-        (socket.AF_UNIX, socket.SOCK_DGRAM),
-    ):
+    for family, kind in ((_socket.AF_INET, _socket.SOCK_DGRAM),
+                         (_socket.AF_NETLINK, _socket.SOCK_RAW),
+                         (_socket.AF_UNIX, _socket.SOCK_DGRAM)):
         try:
-            return socket.socket(family, kind | socket.SOCK_CLOEXEC)
+            sock = _socket.socket(family, kind | _socket.SOCK_CLOEXEC)
+            break
         except OSError as e:
             last = e
-    raise last
+    else:
+        raise last  # type: ignore[misc]
 
+    def get(cmd: int) -> int | None:
+        """ethtool_value.data for `cmd`, or None when the device does not support it."""
+        import array
 
-def _get(sock: socket.socket, name: bytes, cmd: int) -> int | None:
-    """ethtool_value.data for `cmd`, or None when the device does not support it."""
-    value = array.array("I", (cmd, 0))  # struct ethtool_value {u32 cmd; u32 data}
-    ifreq = _IFREQ.pack(name, value.buffer_info()[0]).ljust(_IFREQ_SIZE, b"\0")
+        value = array.array("I", (cmd, 0))  # struct ethtool_value {u32 cmd; u32 data}
+        ifreq = _IFREQ.pack(name, value.buffer_info()[0]).ljust(_IFREQ_SIZE, b"\0")
+        try:
+            fcntl.ioctl(sock.fileno(), _SIOCETHTOOL, ifreq)
+        except OSError as e:
+            if e.errno == errno.EOPNOTSUPP:
+                return None
+            if e.errno == errno.ENODEV:
+                raise _no_device(name) from None
+            raise
+        return value[1]
+
     try:
-        fcntl.ioctl(sock.fileno(), _SIOCETHTOOL, ifreq)
-    except OSError as e:
-        if e.errno == errno.EOPNOTSUPP:
-            return None
-        if e.errno == errno.ENODEV:
-            raise FileNotFoundError(e.errno, os.strerror(e.errno), name.decode("utf-8", "surrogateescape")) from None
-        raise
-    return value[1]
+        # EOPNOTSUPP only comes from old kernels whose driver lacked the
+        # get_flags/get_gro hooks; such a device cannot do the offload, so
+        # report it as off (ethtool -k shows it "off [fixed]" too).
+        gro = get(_ETHTOOL_GGRO)
+        flags = get(_ETHTOOL_GFLAGS)
+    finally:
+        sock.close()
+    return Offloads(gro=bool(gro), lro=bool((flags or 0) & _ETH_FLAG_LRO))
 
 
 def read_offloads(ifname: str) -> Offloads:
@@ -75,10 +144,4 @@ def read_offloads(ifname: str) -> Offloads:
     # another device.
     if not name or len(name) >= _IFNAMSIZ or b"\0" in name:
         raise ValueError(f"invalid interface name: {ifname!r}")
-    with _socket() as sock:
-        # EOPNOTSUPP only comes from old kernels whose driver lacked the
-        # get_flags/get_gro hooks; such a device cannot do the offload, so
-        # report it as off (ethtool -k shows it "off [fixed]" too).
-        gro = _get(sock, name, _ETHTOOL_GGRO)
-        flags = _get(sock, name, _ETHTOOL_GFLAGS)
-    return Offloads(gro=bool(gro), lro=bool((flags or 0) & _ETH_FLAG_LRO))
+    return _read_netlink(name) or _read_ioctl(name)

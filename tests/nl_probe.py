@@ -12,7 +12,6 @@ Bridge VLANs (netlink.BridgeVlan) come out as [vid, pvid, untagged].
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -21,8 +20,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _jsonable(value):
-    if dataclasses.is_dataclass(value):
-        out = {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    from qemu_ifhooks.record import Record
+
+    if isinstance(value, Record):
+        out = {name: _jsonable(field) for name, field in value.as_dict().items()}
         for prop in ("is_up", "is_tap"):
             if hasattr(value, prop):
                 out[prop] = getattr(value, prop)
@@ -39,8 +40,12 @@ def _mac(text):
 
 
 def run(ops: list) -> list:
-    from qemu_ifhooks.ethtool import read_offloads
+    from qemu_ifhooks.ethtool import _read_ioctl, _read_netlink, read_offloads
     from qemu_ifhooks.netlink import Netlink
+
+    readers = {"read_offloads": read_offloads,  # ethtool netlink, else the ioctl
+               "read_offloads_netlink": lambda ifname: _read_netlink(ifname.encode()),
+               "read_offloads_ioctl": lambda ifname: _read_ioctl(ifname.encode())}
 
     results = []
     with Netlink() as nl:
@@ -50,8 +55,8 @@ def run(ops: list) -> list:
             if "address" in args:
                 args["address"] = _mac(args["address"])
             try:
-                if name == "read_offloads":
-                    result = read_offloads(**args)
+                if name in readers:
+                    result = readers[name](**args)
                 elif name == "get_link_index":  # index of a name, for later ops
                     result = nl.get_link(args["name"]).index
                 else:

@@ -12,9 +12,11 @@ pytestmark = pytest.mark.root
 
 
 class EthtoolNetns(Netns):
-    def read_offloads(self, *names: str, user: str | None = None) -> list:
-        """What qemu_ifhooks.ethtool.read_offloads() returns for each device."""
-        return self.probe([{"op": "read_offloads", "ifname": n} for n in names], user=user)
+    def read_offloads(self, *names: str, user: str | None = None,
+                      how: str = "read_offloads") -> list:
+        """What qemu_ifhooks.ethtool.read_offloads() (or one of its two readers,
+        `how`) returns for each device."""
+        return self.probe([{"op": how, "ifname": n} for n in names], user=user)
 
     def ethtool_k(self, dev: str) -> dict:
         """{"gro": bool, "lro": bool} as `ethtool -k` prints them."""
@@ -31,28 +33,35 @@ def ns(make_netns) -> EthtoolNetns:
     return space
 
 
-def test_gro_toggle_matches_ethtool(ns):
+READERS = ("read_offloads", "read_offloads_netlink", "read_offloads_ioctl")
+
+
+@pytest.mark.parametrize("how", READERS)
+def test_gro_toggle_matches_ethtool(ns, how):
     for state in ("on", "off", "on"):
         ns.run("ethtool", "-K", "va", "gro", state, check=True)
-        (got,) = ns.read_offloads("va")
+        (got,) = ns.read_offloads("va", how=how)
         assert got == ns.ethtool_k("va")
         assert got["gro"] is (state == "on")
         assert got["lro"] is False  # veth has no LRO ("off [fixed]")
 
 
-def test_other_devices_match_ethtool(ns):
+@pytest.mark.parametrize("how", READERS)
+def test_other_devices_match_ethtool(ns, how):
     names = ("lo", "va", "vb", "br0")
-    for name, got in zip(names, ns.read_offloads(*names)):
+    for name, got in zip(names, ns.read_offloads(*names, how=how)):
         assert got == ns.ethtool_k(name), name
 
 
-def test_reading_needs_no_privilege(ns):
+@pytest.mark.parametrize("how", READERS)
+def test_reading_needs_no_privilege(ns, how):
     ns.run("ethtool", "-K", "vb", "gro", "on", check=True)
-    assert ns.read_offloads("vb", user="nobody") == [{"gro": True, "lro": False}]
+    assert ns.read_offloads("vb", user="nobody", how=how) == [{"gro": True, "lro": False}]
 
 
-def test_missing_device(ns):
-    (got,) = ns.read_offloads("missing0")
+@pytest.mark.parametrize("how", READERS)
+def test_missing_device(ns, how):
+    (got,) = ns.read_offloads("missing0", how=how)
     assert got["error"] == "FileNotFoundError" and got["errno"] == errno.ENODEV
 
 
