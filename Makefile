@@ -57,7 +57,8 @@ test: venv guest
 # The tests that need neither root nor QEMU.
 unit: venv
 	$(VENV)/bin/python -m pytest -ra tests/test_config.py tests/test_hookname.py \
-	  tests/test_plan.py tests/test_install.py tests/test_cli_usage.py tests/test_man.py \
+	  tests/test_plan.py tests/test_configcache.py tests/test_install.py tests/test_cli_usage.py \
+	  tests/test_man.py \
 	  $(PYTEST_ARGS)
 
 # Packages, built from a copy of the tree in a temporary directory; results in dist/.

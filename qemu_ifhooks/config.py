@@ -412,19 +412,38 @@ def check_secure(path: str, st: os.stat_result) -> None:
 
 
 def read_toml(path: str) -> Dict[str, Any]:
-    """Open, check and parse the file (the checks apply to the very file that is read)."""
+    """Open, check and parse the file (the checks apply to the very file that is read).
+    A hook usually gets the document from the parse cache (configcache.py)."""
+    from . import configcache
+
     try:
         # O_NONBLOCK: opening a FIFO would otherwise wait for a writer, and QEMU waits
         # for the hook with no timeout. It changes nothing for a regular file.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         with open(fd, "rb") as f:
-            check_secure(path, os.fstat(fd))
+            st = os.fstat(fd)
+            check_secure(path, st)
+            document = configcache.load(path, st)
+            if document is not None:
+                return document
             data = f.read()
+            unchanged = _same_file_state(st, os.fstat(fd))
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found; write one (see qemu-ifhooks.toml(5)) "
                           f"or point {ENV_PATH} at it") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    document = parse_toml(path, data)
+    if unchanged:  # else the bytes read may not be the ones the stat describes
+        configcache.store(path, st, document)
+    return document
+
+
+def _same_file_state(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_size, b.st_mtime_ns, b.st_ctime_ns)
+
+
+def parse_toml(path: str, data: bytes) -> Dict[str, Any]:
     try:
         import tomllib  # type: ignore[import-not-found]
     except ImportError:  # Python < 3.11

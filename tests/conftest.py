@@ -8,6 +8,7 @@ so that no tier is silently skipped."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -259,8 +260,13 @@ def hooks() -> Hooks:
     # after QEMU's -runas.
     directory = Path(tempfile.mkdtemp(prefix="qemu-ifhooks-test."))
     os.chmod(directory, 0o755)
-    yield Hooks(directory / "hooks")
+    made = Hooks(directory / "hooks")
+    yield made
     shutil.rmtree(directory, ignore_errors=True)
+    from qemu_ifhooks.configcache import cache_path
+
+    with contextlib.suppress(OSError):  # the hooks' parse cache of this config, if any
+        os.unlink(cache_path(str(made.config)))
 
 
 def assert_one_line_error(done: subprocess.CompletedProcess, status: int,
