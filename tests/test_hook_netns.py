@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pwd
+import sys
 import time
 
 import pytest
@@ -340,8 +341,7 @@ def test_hot_path_imports_no_pyroute2(seed, hooks):
     for name in ("ifdown-br0", "ifup-br0"):
         done = hooks.run(seed, name, "tap0", **traced)
         assert done.returncode == 0
-        imported = [line.split("|")[-1].strip() for line in done.stderr.splitlines()
-                    if line.startswith("import time:")]
+        imported = imported_modules(done.stderr)
         assert "qemu_ifhooks.netlink" in imported  # the trace works
         assert not [m for m in imported if m.split(".")[0] == "pyroute2"], imported
 
@@ -356,3 +356,70 @@ def test_configured_mtu_stays_when_a_smaller_port_joins_later(netns, hooks, mtu)
     netns.ip("link", "add", "name", "small", "mtu", "1400", "type", "veth", "peer", "name", "smallp")
     netns.ip("link", "set", "small", "master", "br0")  # an admin adds a port by hand
     assert netns.link("br0")["mtu"] == mtu
+
+
+def imported_modules(stderr: str) -> list:
+    """The modules a process imported, from its -X importtime trace."""
+    return [line.split("|")[-1].strip() for line in stderr.splitlines()
+            if line.startswith("import time:") and not line.endswith("imported package")]
+
+
+def test_config_cache_spares_the_parser_and_follows_every_edit(netns, hooks):
+    """The first hook on an unchanged config parses it and leaves the cache; later
+    ones do not import the TOML parser; an edit straight after is obeyed at once."""
+    from qemu_ifhooks.configcache import RACY_SECONDS
+
+    hooks.write_config('[vlan.0]\nbridge = "br0"\n')
+    netns.hold_taps("tap0")
+    time.sleep(RACY_SECONDS + 0.1)
+    traced = {"PYTHONPROFILEIMPORTTIME": "1"}
+    runs = [hooks.run(netns, name, "tap0", **traced)
+            for name in ("ifup-vlan0", "ifdown-vlan0", "ifup-vlan0")]
+    assert [done.returncode for done in runs] == [0, 0, 0], [done.stderr for done in runs]
+    parsed = ["tomllib" in imported_modules(done.stderr) for done in runs]
+    assert parsed == [True, False, False]
+    assert netns.master_of("tap0") == "br0"
+
+    # The same size, rewritten in place: only the file's timestamps tell.
+    hooks.run(netns, "ifdown-vlan0", "tap0")
+    with open(hooks.config, "r+") as f:
+        f.write('[vlan.0]\nbridge = "br9"\n')
+    done = hooks.run(netns, "ifup-vlan0", "tap0", **traced)
+    assert done.returncode == 0, done.stderr
+    assert "tomllib" in imported_modules(done.stderr)
+    assert netns.master_of("tap0") == "br9"
+
+
+def test_packaged_hook_program_runs_isolated_on_the_standard_library(netns, hooks, tmp_path):
+    """packaging/qemu-ifhook as the packages install it (its library directory filled
+    in), run by Debian's python3 as QEMU would: it attaches, and imports nothing from
+    outside the standard library and the project (no site, no pyroute2)."""
+    from conftest import ROOT
+
+    program = hooks.dir / "qemu-ifhook-packaged"
+    hooks.dir.mkdir(exist_ok=True)
+    program.write_text((ROOT / "packaging" / "qemu-ifhook").read_text()
+                       .replace("@PYTHONDIR@", str(ROOT)))
+    os.chmod(program, 0o755)
+    entry = hooks.dir / "packaged" / "ifup-br0"
+    entry.parent.mkdir()
+    entry.symlink_to(program)
+    hooks.write_config('[vlan.0]\nbridge = "br0"\n')
+    netns.hold_taps("tap0")
+
+    done = netns.run(str(entry), "tap0", env=hooks.env(PYTHONPATH="/nonexistent",
+                                                       PYTHONSTARTUP="/nonexistent"))
+    assert (done.returncode, done.stderr) == (0, "")
+    assert netns.master_of("tap0") == "br0"
+
+    # The same program under -X importtime (the #! line's flags, spelled out).
+    hooks.run(netns, "ifdown-br0", "tap0")
+    done = netns.run("/usr/bin/python3", "-IS", "-X", "importtime", str(entry), "tap0",
+                     env=hooks.env())
+    assert done.returncode == 0, done.stderr
+    imported = imported_modules(done.stderr)
+    assert "qemu_ifhooks.netlink" in imported and "site" not in imported
+    outside = [m for m in imported
+               if m.split(".")[0] != "qemu_ifhooks" and m.split(".")[0] not in sys.stdlib_module_names]
+    assert not outside, outside
+
