@@ -186,7 +186,10 @@ def test_deb_layout(deb):
     st = os.stat(CONFFILE)
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, 0, 0o644)
     assert os.stat(HOOK).st_mode & 0o777 == 0o755
-    assert Path(HOOK).read_text().splitlines()[0] == "#!/usr/bin/python3 -s"
+    program = Path(HOOK).read_text()
+    assert program.splitlines()[0] == "#!/usr/bin/python3 -IS"
+    assert 'sys.path.append("/usr/lib/python3/dist-packages")' in program
+    assert "@PYTHONDIR@" not in program
 
 
 @pytest.mark.root
@@ -361,6 +364,8 @@ def test_rpm_payload(rpm_package, tmp_path):
                           cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     assert cpio.returncode == 0, cpio.stderr
     sitelib = next(tmp_path.glob("usr/lib/python3*/site-packages"))
+    program = (tmp_path / HOOK.lstrip("/")).read_text()  # told where the package is
+    assert f'sys.path.append("/{sitelib.relative_to(tmp_path)}")' in program, program
     env = dict(CLEAN_ENV, PYTHONPATH=str(sitelib))
     done = sh("/usr/bin/python3", tmp_path / "usr/sbin/qemu-ifhooks", "--version", env=env,
               cwd=tmp_path)
