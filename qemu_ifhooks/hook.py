@@ -49,9 +49,21 @@ def main(argv: Optional[List[str]] = None) -> None:
     argv = sys.argv if argv is None else argv
     name = os.path.basename(argv[0]) if argv else "qemu-ifhook"
     if len(argv) != 2:
-        sys.exit(run_guarded(name, lambda: _usage(name)))
+        exit_now(run_guarded(name, lambda: _usage(name)))
     tap = argv[1]
-    sys.exit(run_guarded(f"{name}: {tap}", lambda: run(parse_hook_name(name), tap, f"{name}: {tap}")))
+    exit_now(run_guarded(f"{name}: {tap}", lambda: run(parse_hook_name(name), tap, f"{name}: {tap}")))
+
+
+def exit_now(status: int) -> None:
+    """End the process without the interpreter's orderly shutdown, which tears down
+    every module and adds about 1.5 ms to each VM start. Nothing is left to clean up:
+    the hook's sockets, lock and files are closed and its log lines written."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # QEMU closed the pipe: nothing more to say to it
+    os._exit(status)
 
 
 def _usage(name: str) -> None:
