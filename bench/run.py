@@ -171,6 +171,18 @@ def controller(args, argv) -> int:
             print(f"bench: kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+            remove_config_cache(workdir / "qemu-ifhooks.toml")
+
+
+def remove_config_cache(config: Path) -> None:
+    """The hooks' parse cache of this run's config (one file in /run/qemu-ifhooks)."""
+    sys.path.insert(0, str(CHECKOUT))
+    from qemu_ifhooks.configcache import cache_path
+
+    try:
+        os.unlink(cache_path(str(config)))
+    except OSError:
+        pass
 
 
 def _exit_on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
