@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import subprocess
 import sys
 
@@ -360,3 +361,18 @@ def test_imports_only_stdlib():
     foreign = [m for m in loaded if m.split(".")[0] not in sys.stdlib_module_names | {"qemu_ifhooks"}]
     assert not foreign
     assert "ctypes" not in loaded
+
+
+def test_genl_family_matches_iproute2_and_pyroute2(ns):
+    """The generic-netlink family lookup ethtool.py relies on: same id as `genl ctrl
+    get` and pyroute2's resolver; an unknown family is None, not an error."""
+    got = json.loads(ns.python(
+        "import json; from qemu_ifhooks.netlink import NETLINK_GENERIC, Netlink\n"
+        "with Netlink(NETLINK_GENERIC) as nl:\n"
+        "    print(json.dumps([nl.genl_family(n) for n in ('ethtool', 'nl80211x-none')]))"))
+    text = ns.run("genl", "ctrl", "get", "name", "ethtool", check=True).stdout
+    oracle = int(re.search(r"ID: (0x[0-9a-f]+)", text).group(1), 16)
+    pr = int(ns.python(
+        "from pyroute2.netlink.generic import GenericNetlinkSocket, ctrlmsg\n"
+        "s = GenericNetlinkSocket(); s.bind('ethtool', ctrlmsg); print(s.prid); s.close()"))
+    assert got == [oracle, None] and pr == oracle
