@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import errno
-TYPE_CHECKING = False  # typing costs milliseconds of every hook start
-if TYPE_CHECKING:
-    from typing import Callable, Dict, Iterable, List, Optional
 
 from .errors import HookError, KernelError, PermissionDenied, UnavailableError
 from .netlink import Link, MissingKernelFeature, Netlink
 from .plan import (BridgeVlanAdd, BridgeVlanDel, CreateBridge, CreateVlan, DeleteLink, Op,
                    SetAlias, SetDown, SetMaster, SetMtu, SetNoMaster, SetUp, kernel_lacks)
+
+TYPE_CHECKING = False  # typing costs milliseconds of every hook start
+if TYPE_CHECKING:
+    from typing import Callable, Dict, Iterable, List, Optional
 
 
 def kernel_error(op: Op, error: OSError) -> HookError:

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-TYPE_CHECKING = False  # typing costs milliseconds of every hook start
-if TYPE_CHECKING:
-    from typing import List, Optional
 
 from .actions import attach, detach
 from .config import load_config
@@ -20,6 +17,10 @@ from .hookname import IFUP, HookName, parse_hook_name, resolve_segment
 from .ifname import ifname_problem
 from .log import ActionLog, warn
 from .netlink import Netlink
+
+TYPE_CHECKING = False  # typing costs milliseconds of every hook start
+if TYPE_CHECKING:
+    from typing import List, Optional
 
 
 def run(hook: HookName, tap: str, label: str, config_path: Optional[str] = None) -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+
+from .errors import LockTimeout, PermissionDenied
+
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
     from typing import Optional
-
-from .errors import LockTimeout, PermissionDenied
 
 RUN_DIR = "/run/qemu-ifhooks"
 DEFAULT_TIMEOUT = 30.0  # seconds; bridge creation takes milliseconds

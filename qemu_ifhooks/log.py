@@ -7,6 +7,7 @@ import os
 import sys
 import syslog
 import time
+
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
     from typing import Optional
