@@ -71,15 +71,9 @@ rpm: deps
 # Hook latency, scaling, burst and memory against Debian's /etc/qemu-ifup and a naive
 # pyroute2 hook, in a network namespace of its own: bench/results.md and a PNG plot.
 .PHONY: bench
+# Its packages join the project's (a target-specific value reaches deps too).
+bench: APT_PACKAGES += $(BENCH_APT_PACKAGES)
 bench: deps
-	@missing=$$(for p in $(BENCH_APT_PACKAGES); do \
-	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
-	  done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing: $$missing"; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -q </dev/null && apt-get install -y -q --no-install-recommends $$missing </dev/null; \
-	fi
 	/usr/bin/python3 bench/run.py $(BENCH_ARGS)
 
 clean:
