@@ -390,14 +390,13 @@ def test_config_cache_spares_the_parser_and_follows_every_edit(netns, hooks):
     assert netns.master_of("tap0") == "br9"
 
 
-def test_packaged_hook_program_runs_isolated_on_the_standard_library(netns, hooks, tmp_path):
+def test_packaged_hook_program_runs_isolated_on_the_standard_library(netns, hooks):
     """packaging/qemu-ifhook as the packages install it (its library directory filled
     in), run by Debian's python3 as QEMU would: it attaches, and imports nothing from
     outside the standard library and the project (no site, no pyroute2)."""
     from conftest import ROOT
 
     program = hooks.dir / "qemu-ifhook-packaged"
-    hooks.dir.mkdir(exist_ok=True)
     program.write_text((ROOT / "packaging" / "qemu-ifhook").read_text()
                        .replace("@PYTHONDIR@", str(ROOT)))
     os.chmod(program, 0o755)
