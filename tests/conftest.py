@@ -182,6 +182,15 @@ def make_netns(request):
     return make
 
 
+@pytest.fixture(scope="session")
+def full_kernel(request):
+    """One boot of the full-kernel guest (tests/fullkernel.py) for every vm_* check
+    that this run collected: test_in_vm of each module reports its own."""
+    import fullkernel
+
+    return fullkernel.run_collected(request.session.items)
+
+
 @pytest.fixture
 def netns(make_netns) -> Netns:
     return make_netns()

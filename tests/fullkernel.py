@@ -1,67 +1,53 @@
-"""The full-kernel test tier: tests run inside user-mode-linux (UML).
+"""The full-kernel test tier: tests run inside a throwaway QEMU guest.
 
-This machine's kernel lacks 802.1Q and bridge VLAN filtering.  Debian's
-user-mode-linux boots a complete 6.1 kernel as an ordinary process in two to three
-seconds, with the host's filesystem as its root (hostfs), so the project, its venv
-and iproute2 run inside it unchanged.  Whatever a test does to the network happens
-in that throwaway kernel and disappears with it; files are another matter: hostfs
-is the host's filesystem, read-write, and the payload is root there too.
+This machine's kernel lacks 802.1Q and bridge VLAN filtering.  The guest is Debian's
+own kernel (the one linux-image-amd64 depends on, built into GUEST_DIR by
+tools/build-guest.sh) under QEMU's TCG, which emulates the CPU and so runs on any
+x86-64 host, whatever its CPU features or its kernel build.  Its root is the host's:
+the host's root filesystem, shared read-only over virtio-9p, under an overlayfs whose
+upper layer is a tmpfs (tools/hostroot-init.sh), so the project, its venv, python and
+iproute2 run there unchanged, and every change, to the network or to files, stays in
+the guest and disappears with it.  A second, writable 9p share is the work directory
+that brings the results back.  Modules come from the kernel package itself
+(`modprobe -d GUEST_DIR/modules`).
 
 On the host (pytest):
 
-    require_uml()                 skip (fail under QEMU_IFHOOKS_STRICT=1) without UML
-    boot(script) -> Boot          run a shell script as the payload of one UML boot
-    run_pytest(path, names)       run test functions of `path` (named uml_*, so the
-      -> UmlResults               host's pytest does not collect them) in one boot;
-    results.report(name)          in a host test: pass, or fail or skip with the
-                                  UML-side pytest report (assertion introspection
-                                  included)
+    require_full_kernel()          skip (fail under QEMU_IFHOOKS_STRICT=1) without
+                                   QEMU or the guest files
+    boot(script) -> Boot           run a shell script as the payload of one boot
+    run_pytest({path: names})      run test functions (named vm_*, so the host's pytest
+      -> VmResults                 does not collect them) of several files in one boot
+    results.report(path, name)     in a host test: pass, or fail or skip with the
+                                   guest-side pytest report (assertion introspection
+                                   included)
 
-A test module pairs them (one boot for all its checks):
+The session fixture `full_kernel` of conftest.py boots once for every vm_* check that
+the run collected (through test_in_vm of each module):
 
-    @pytest.fixture(scope="module")
-    def in_uml():
-        return uml.run_pytest(__file__, UML_CHECKS)
+    @pytest.mark.parametrize("check", fullkernel.checks(globals()))
+    def test_in_vm(full_kernel, check):
+        full_kernel.report(__file__, check)
 
-    @pytest.mark.parametrize("check", UML_CHECKS)
-    def test_in_uml(in_uml, check):
-        in_uml.report(check)
-
-Inside UML (the payload's helpers): in_uml(), netns_entered(name), open_tap(name),
-ethernet_frame(...), Capture(ifname) (AF_PACKET, VLAN tag from PACKET_AUXDATA),
-read_tap(fd, ...).
-
-How a boot goes: a temporary directory holds a generated init script, the payload,
-and D/lib/modules -> /usr/lib/uml/modules (for `modprobe -d D`).  UML runs as
-`linux.uml mem=512M rootfstype=hostfs rw init=D/init.sh con=null con0=fd:0,fd:1`
-with stdin from /dev/null and the console into a file, in a session of its own.
-The init script mounts proc, sysfs, and tmpfs on /run (so `ip netns` never writes
-to the host's /run), /tmp and /dev/shm; host paths under /tmp that the payload needs
-(the work directory, the checkout, the venv) are mounted back from hostfs at the
-same place.  It loads the modules, brings lo up, runs the payload with its output
-into a file, records the exit status and does `halt -f`.  The host waits with a
-time limit, kills the UML process group whatever happened, reads the results and
-deletes the directory.
+How a boot goes: a temporary directory (the work directory) holds the payload and a
+generated run.sh.  QEMU boots with the console on a file; the guest's /init mounts its
+root and runs run.sh in it, which loads the modules, brings lo up, runs the payload
+with its output into a file, records the exit status, and the guest powers off.  The
+host waits with a time limit, kills QEMU whatever happened, reads the results and
+deletes the directory.  A guest that panics, hangs or never runs its payload ends in
+one VmError with the tail of the guest's console.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import fcntl
 import json
 import os
-import select
 import shlex
 import shutil
-import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence
@@ -70,112 +56,109 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-UML_KERNEL = "linux.uml"
-UML_MODULES = Path("/usr/lib/uml/modules")
 DEFAULT_MODULES = ("8021q", "bridge", "veth", "tun", "dummy")
-DEFAULT_TIMEOUT = 120.0  # seconds for one boot, payload included
-# Passed into UML when set on the host.
+DEFAULT_TIMEOUT = 300.0  # seconds for one boot, payload included
+MEMORY_MB = 1024
+# Passed into the guest when set on the host.
 PASS_ENV = ("QEMU_IFHOOKS_STRICT", "QEMU_IFHOOKS_DEBUG")
-IN_UML_ENV = "QEMU_IFHOOKS_IN_UML"
-RESULTS_ENV = "QEMU_IFHOOKS_UML_RESULTS"
-_CONSOLE_TAIL = 4000
+IN_VM_ENV = "QEMU_IFHOOKS_IN_VM"
+OUT_ENV = "QEMU_IFHOOKS_VM_OUT"
+RESULTS_FILE = "results.jsonl"
+_TAIL = 4000
+_TEMP_PREFIX = "qemu-ifhooks-vm."
 
 
-class UmlError(Exception):
-    """The UML boot itself went wrong: timeout, crash, a module that did not load."""
+class VmError(Exception):
+    """The boot itself went wrong: time-out, panic, QEMU failing, a module that did not load."""
 
 
-def uml_kernel() -> Optional[str]:
-    return shutil.which(UML_KERNEL)
+def _guest_dir() -> Path:
+    from conftest import GUEST_DIR
+
+    return GUEST_DIR
 
 
-def require_uml() -> None:
-    """Skip (or fail under QEMU_IFHOOKS_STRICT=1) when the UML tier cannot run."""
-    from conftest import cannot_run
+def require_full_kernel() -> None:
+    """Skip (or fail under QEMU_IFHOOKS_STRICT=1) when the tier cannot run."""
+    from conftest import cannot_run, require_qemu
 
-    if uml_kernel() is None:
-        cannot_run("needs user-mode-linux (apt-get install user-mode-linux kmod)")
-    if not UML_MODULES.is_dir() or not any(UML_MODULES.iterdir()):
-        cannot_run(f"needs the UML modules in {UML_MODULES} (apt-get install user-mode-linux)")
-    if shutil.which("modprobe") is None:
-        cannot_run("needs modprobe (apt-get install kmod)")
+    require_qemu()
+    guest = _guest_dir()
+    for name in ("vmlinuz", "initrd-hostroot.img", "kernel-release"):
+        if not (guest / name).is_file():
+            cannot_run(f"needs the full-kernel guest's {name} in {guest} (make guest)")
+    if not (guest / "modules" / "lib" / "modules" / kernel_release() / "modules.dep").is_file():
+        cannot_run(f"needs the guest kernel's modules in {guest}/modules (make guest)")
+
+
+def kernel_release() -> str:
+    """The release of the guest's kernel (`uname -r` inside)."""
+    return (_guest_dir() / "kernel-release").read_text().strip()
+
+
+def in_vm() -> bool:
+    return os.environ.get(IN_VM_ENV) == "1"
 
 
 @dataclass
 class Boot:
-    """What one UML boot left behind (everything was read before the cleanup)."""
+    """What one boot left behind (everything was read before the cleanup)."""
 
     status: int  # the payload's exit status
     output: str  # the payload's stdout and stderr
-    console: str  # UML's console: kernel messages and the init script's own output
-    seconds: float  # from start to exit, on the host
-    boot_seconds: float  # from start until the payload started
-    files: Dict[str, bytes] = field(default_factory=dict)  # what the payload left in $QEMU_IFHOOKS_UML_OUT
+    console: str  # the guest's console: kernel messages and /init's own lines
+    seconds: float  # from QEMU's start to its exit
+    boot_seconds: float  # from QEMU's start until the payload started
+    files: Dict[str, bytes] = field(default_factory=dict)  # what the payload left in $QEMU_IFHOOKS_VM_OUT
 
     def tail(self) -> str:
-        return f"--- payload output ---\n{self.output[-_CONSOLE_TAIL:]}\n--- UML console ---\n{self.console[-_CONSOLE_TAIL:]}"
+        return _tails(self.output, self.console)
 
 
-def _under_tmp(path: Path) -> bool:
-    return path == Path("/tmp") or Path("/tmp") in path.parents
+def _tails(output: str, console: str) -> str:
+    return f"--- payload output ---\n{output[-_TAIL:]}\n--- guest console ---\n{console[-_TAIL:]}"
 
 
-def _init_script(work: Path, modules: Sequence[str], env: Dict[str, str], keep: Iterable[Path], cwd: Path) -> str:
+def _run_script(work: Path, modules: Sequence[str], env: Dict[str, str], cwd: Path) -> str:
+    """run.sh: what the guest's /init runs in the guest's root (tools/hostroot-init.sh)."""
     q = shlex.quote
     lines = [
-        "#!/bin/sh",
-        "# Generated by tests/uml.py: init of a throwaway user-mode-linux kernel.",
+        "# Generated by tests/fullkernel.py; run by the full-kernel guest's /init.",
         f"W={q(str(work))}",
         "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "export HOME=/root LANG=C.UTF-8 TERM=dumb PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1",
-        f"export {IN_UML_ENV}=1 QEMU_IFHOOKS_UML_OUT=\"$W/out\"",
+        f"export {IN_VM_ENV}=1 {OUT_ENV}=\"$W/out\"",
     ]
     lines += [f"export {k}={q(v)}" for k, v in sorted(env.items())]
-    lines += [
-        "date +%s.%N > \"$W/started\"",
-        "{",
-        "mount -t proc proc /proc",
-        "mount -t sysfs sysfs /sys",
-        "mount -t tmpfs -o mode=755 tmpfs /run",  # ip netns: /run/netns stays in UML
-        "mount -t tmpfs -o mode=1777 tmpfs /tmp",
-        "mkdir -p /dev/shm && mount -t tmpfs -o mode=1777 tmpfs /dev/shm",
-    ]
-    for path in sorted(set(keep)):  # hostfs paths that the tmpfs on /tmp hides
-        if "," in str(path):
-            raise UmlError(f"cannot mount a path with a comma into UML: {path}")
-        lines.append(f"mkdir -p {q(str(path))} && mount -t hostfs -o {q(str(path))} hostfs {q(str(path))}")
-    lines.append("fail=")
+    lines += ["{", "fail="]
     for mod in modules:
-        lines.append(f"modprobe -d \"$W/modules\" {q(mod)} || fail=\"$fail {mod}\"")
+        lines.append(f"modprobe -d {q(str(_guest_dir().resolve() / 'modules'))} {q(mod)} || fail=\"$fail {mod}\"")
     lines += [
         "ip link set lo up",
         "} > \"$W/setup.txt\" 2>&1",
         "if [ -n \"$fail\" ]; then",
         "  echo \"modprobe failed:$fail\" >> \"$W/setup.txt\"",
-        "else",
-        "  date +%s.%N > \"$W/payload-started\"",
-        f"  (cd {q(str(cwd))} && exec /bin/sh \"$W/payload.sh\") > \"$W/output.txt\" 2>&1 < /dev/null",
-        "  echo $? > \"$W/status.tmp\" && mv \"$W/status.tmp\" \"$W/status\"",
+        "  exit 1",
         "fi",
-        "sync",
-        "halt -f",
-        "echo o > /proc/sysrq-trigger",  # should halt not be there
-        "sleep 5",
+        ": > \"$W/payload-started\"",
+        f"(cd {q(str(cwd))} && exec /bin/sh \"$W/payload.sh\") > \"$W/output.txt\" 2>&1 < /dev/null",
+        "echo $? > \"$W/status.tmp\" && mv \"$W/status.tmp\" \"$W/status\"",
     ]
     return "\n".join(lines) + "\n"
 
 
-def _exited(proc: subprocess.Popen, timeout: float) -> bool:
-    """Wait for the UML process without reaping it, so that its process group ID
-    cannot be reused before the group is killed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        if info is not None and info.si_pid == proc.pid:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
+def _qemu_argv(work: Path) -> List[str]:
+    guest = _guest_dir()
+    return [
+        "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", str(MEMORY_MB),
+        "-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none",
+        "-serial", f"file:{work / 'console.txt'}",
+        "-kernel", str(guest / "vmlinuz"), "-initrd", str(guest / "initrd-hostroot.img"),
+        # panic=-1: a panic reboots at once, and -no-reboot turns that into QEMU's exit.
+        "-append", f"console=ttyS0 panic=-1 quiet qih.work={work}",
+        "-virtfs", "local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap",
+        "-virtfs", f"local,path={work},mount_tag=work,security_model=passthrough,multidevs=remap",
+    ]  # fmt: skip
 
 
 def _read(path: Path) -> str:
@@ -185,91 +168,79 @@ def _read(path: Path) -> str:
         return ""
 
 
+def _why_no_status(work: Path, returncode: int, console: str) -> str:
+    """The one-line cause of a boot that ended without the payload's status."""
+    for line in console.splitlines():
+        if "Kernel panic" in line:
+            return f"the guest kernel panicked: {line.strip()}"
+    setup = _read(work / "setup.txt")
+    if "modprobe failed:" in setup:
+        return f"the guest could not load its modules:\n{setup.strip()}"
+    for line in console.splitlines():
+        if line.startswith("QIH-INIT ") and "exited with" not in line and "running" not in line:
+            return f"the guest's init failed: {line[len('QIH-INIT '):]}"
+    if returncode != 0:
+        qemu = _read(work / "qemu.txt").strip()
+        return f"QEMU exited with status {returncode} before the payload finished" + (f": {qemu}" if qemu else "")
+    if (work / "payload-started").exists():
+        return "the payload did not finish (the guest powered off or the payload was killed)"
+    return "the guest powered off without running the payload"
+
+
 def boot(
     script: str,
     *,
     modules: Sequence[str] = DEFAULT_MODULES,
     timeout: float = DEFAULT_TIMEOUT,
     env: Optional[Dict[str, str]] = None,
-    keep: Iterable[os.PathLike] = (),
     cwd: os.PathLike = ROOT,
-    mem: str = "512M",
 ) -> Boot:
-    """Boot UML, run `script` (a /bin/sh script) as its payload and return what it did.
+    """Boot the guest, run `script` (a /bin/sh script) as its payload and return what it did.
 
-    The payload runs as root in the UML kernel's initial network namespace, with cwd
-    `cwd`, the `modules` loaded, $QEMU_IFHOOKS_IN_UML=1 and $QEMU_IFHOOKS_UML_OUT, a
-    directory whose files come back in Boot.files.  `keep`: further host paths the
-    payload needs (only those under /tmp matter).  Raises UmlError when the boot
-    takes longer than `timeout` seconds, a module does not load, or the payload
-    never finishes; the UML processes and the temporary files are gone either way.
+    The payload runs as root in the guest's initial network namespace, with cwd `cwd`,
+    the `modules` loaded, $QEMU_IFHOOKS_IN_VM=1 and $QEMU_IFHOOKS_VM_OUT, a directory
+    whose files come back in Boot.files.  The host's files are all there as they were
+    when the guest booted.  Raises VmError when the boot takes longer than `timeout`
+    seconds, the guest panics, QEMU fails, a module does not load, or the payload never
+    finishes; QEMU and the work directory are gone either way.
     """
-    require_uml()
+    require_full_kernel()
     env = {**{k: os.environ[k] for k in PASS_ENV if k in os.environ}, **(env or {})}
-    work = Path(tempfile.mkdtemp(prefix="qemu-ifhooks-uml."))
+    work = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX))
     proc = None
     try:
-        (work / "modules" / "lib").mkdir(parents=True)
-        (work / "modules" / "lib" / "modules").symlink_to(UML_MODULES)
         (work / "out").mkdir()
         (work / "payload.sh").write_text(script)
-        needed = {work, ROOT, Path(sys.prefix), Path(os.path.realpath(sys.executable)).parent, Path(cwd)}
-        needed |= {Path(p) for p in keep}
-        init = work / "init.sh"
-        init.write_text(_init_script(work, modules, env, (p for p in needed if _under_tmp(p)), Path(cwd)))
-        init.chmod(0o755)
-        argv = [
-            uml_kernel(), f"mem={mem}", "rootfstype=hostfs", "rw", f"init={init}",
-            "con=null", "con0=fd:0,fd:1", f"uml_dir={work / 'uml'}", f"umid=qih-{uuid.uuid4().hex[:8]}",
-        ]  # fmt: skip
-        started = time.time()
-        with open(work / "console.txt", "wb") as console_file:
-            # stdin is never the caller's: UML would put a terminal into raw mode.
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=console_file, stderr=subprocess.STDOUT,
-                cwd=work, start_new_session=True,
-            )  # fmt: skip
-        finished = _exited(proc, timeout)
-        seconds = time.time() - started
+        (work / "run.sh").write_text(_run_script(work, modules, env, Path(cwd)))
+        started = time.monotonic()
+        payload_started = None
+        with open(work / "qemu.txt", "wb") as qemu_out:
+            proc = subprocess.Popen(_qemu_argv(work), stdin=subprocess.DEVNULL, stdout=qemu_out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        while proc.poll() is None and time.monotonic() - started < timeout:
+            if payload_started is None and (work / "payload-started").exists():
+                payload_started = time.monotonic()
+            time.sleep(0.1)
+        seconds = time.monotonic() - started
         console = _read(work / "console.txt")
-        setup = _read(work / "setup.txt")
         output = _read(work / "output.txt")
-        if not finished:
-            raise UmlError(
-                f"UML did not finish within {timeout:g} s\n--- payload output ---\n{output[-_CONSOLE_TAIL:]}"
-                f"\n--- UML console ---\n{console[-_CONSOLE_TAIL:]}"
-            )
-        if "modprobe failed:" in setup:
-            raise UmlError(f"UML setup failed:\n{setup}")
+        if proc.poll() is None:
+            raise VmError(f"the full-kernel guest did not finish within {timeout:g} s\n{_tails(output, console)}")
         status = _read(work / "status").strip()
         if not status:
-            raise UmlError(f"the UML payload did not finish (UML exit {proc.wait()})\n{setup}\n{console[-_CONSOLE_TAIL:]}")
-        try:
-            payload_started = float(_read(work / "payload-started"))
-        except ValueError:
-            payload_started = started
+            raise VmError(f"{_why_no_status(work, proc.returncode, console)}\n{_tails(output, console)}")
         files = {p.name: p.read_bytes() for p in (work / "out").iterdir() if p.is_file()}
-        return Boot(int(status), output, console, seconds, payload_started - started, files)
+        boot_seconds = (payload_started or started + seconds) - started
+        return Boot(int(status), output, console, seconds, boot_seconds, files)
     finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
         if proc is not None:
-            _stop(proc)
+            proc.wait()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """End the UML process and its helpers (its process group), if still there."""
-    if not _exited(proc, 0):
-        # SIGTERM lets UML end (and reap) its helper processes itself.
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        _exited(proc, 3)
-    # The leader is not reaped yet, so its process group ID is still ours.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
-# --- pytest inside UML ------------------------------------------------------------------
+# --- pytest inside the guest -----------------------------------------------------------------
 
 
 class Outcome(NamedTuple):
@@ -278,68 +249,91 @@ class Outcome(NamedTuple):
     seconds: float
 
 
-@dataclass
-class UmlResults:
-    boot: Boot
-    outcomes: Dict[str, Outcome]
+def _key(path: os.PathLike, name: str) -> str:
+    return f"{Path(path).resolve()}::{name}"
 
-    def report(self, name: str) -> None:
-        """Turn the UML-side result of `name` into this (host) test's outcome."""
-        got = self.outcomes.get(name)
+
+@dataclass
+class VmResults:
+    boot: Optional[Boot]
+    outcomes: Dict[str, Outcome]  # by "/abs/path.py::name"
+    error: Optional[str] = None  # why the boot gave no results at all
+
+    def report(self, path: os.PathLike, name: str) -> None:
+        """Turn the guest-side result of `name` in file `path` into this (host) test's outcome."""
+        if self.error is not None:
+            pytest.fail(self.error, pytrace=False)
+        got = self.outcomes.get(_key(path, name))
         if got is None:
-            pytest.fail(f"{name} did not report from UML (pytest exit {self.boot.status})\n{self.boot.tail()}",
+            pytest.fail(f"{name} did not report from the guest (pytest exit {self.boot.status})\n{self.boot.tail()}",
                         pytrace=False)
         if got.outcome == "failed":
-            pytest.fail(f"{name} failed in UML:\n{got.text}", pytrace=False)
+            pytest.fail(f"{name} failed in the guest:\n{got.text}", pytrace=False)
         if got.outcome == "skipped":
-            pytest.skip(f"in UML: {got.text}")
+            pytest.skip(f"in the guest: {got.text}")
 
 
-def checks(namespace: dict, prefix: str = "uml_") -> List[str]:
+def checks(namespace: dict, prefix: str = "vm_") -> List[str]:
     """Names of the payload functions in a module's globals(), in definition order."""
     return [name for name, obj in namespace.items() if name.startswith(prefix) and callable(obj)]
 
 
-def run_pytest(
-    path: os.PathLike, names: Sequence[str], *, prefix: str = "uml_", timeout: float = DEFAULT_TIMEOUT, **kwargs
-) -> UmlResults:
-    """Run test functions `names` of the file `path` with pytest in one UML boot.
+def run_pytest(wanted: Dict[os.PathLike, Sequence[str]], *, prefix: str = "vm_",
+               timeout: float = DEFAULT_TIMEOUT, **kwargs) -> VmResults:
+    """Run the test functions `wanted` ({file: [names]}) with pytest in one boot.
 
     They are collected as test functions by their prefix (`-o python_functions`), so
     the host's pytest, which collects test_*, leaves them alone.  Fixtures of
     conftest.py work as usual inside.  Every result comes back, failures with the
-    full pytest report.
+    full pytest report.  A boot that fails gives a VmResults whose every report fails
+    with the reason (so each check says why, rather than one error for all).
     """
-    path = Path(path).resolve()
+    nodeids = [f"{Path(path).resolve()}::{name}" for path, names in wanted.items() for name in names]
     argv = [
-        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "uml",
-        "-o", f"python_functions={prefix}*", "-o", "addopts=", "--rootdir", str(ROOT),
-        *[f"{path}::{name}" for name in names],
+        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "fullkernel",
+        "-o", f"python_functions={prefix}*", "-o", "addopts=", "--rootdir", str(ROOT), *nodeids,
     ]  # fmt: skip
-    env = {
-        "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)]),
-        RESULTS_ENV: "results.jsonl",
-    }
-    keep = [path.parent, *kwargs.pop("keep", ())]
-    result = boot(" ".join(shlex.quote(a) for a in argv) + "\n", env=env, timeout=timeout, keep=keep, **kwargs)
+    env = {"PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)]), **kwargs.pop("env", {})}
+    try:
+        result = boot(" ".join(shlex.quote(a) for a in argv) + "\n", env=env, timeout=timeout, **kwargs)
+    except VmError as err:
+        return VmResults(None, {}, f"the full-kernel guest gave no results: {err}")
     outcomes: Dict[str, Outcome] = {}
-    for line in result.files.get("results.jsonl", b"").decode(errors="replace").splitlines():
+    for line in result.files.get(RESULTS_FILE, b"").decode(errors="replace").splitlines():
         rep = json.loads(line)
-        name = rep["nodeid"].split("::")[-1]
-        old = outcomes.get(name)
+        key = rep["nodeid"]
+        old = outcomes.get(key)
         if rep["outcome"] == "failed":
             where = "" if rep["when"] == "call" else f"(error in {rep['when']})\n"
             before = old.text + "\n" if old is not None and old.outcome == "failed" else ""
-            outcomes[name] = Outcome("failed", before + where + rep["text"], rep["duration"])
+            outcomes[key] = Outcome("failed", before + where + rep["text"], rep["duration"])
         elif old is None or old.outcome == "passed":
-            outcomes[name] = Outcome(rep["outcome"], rep["text"], rep["duration"])
-    return UmlResults(result, outcomes)
+            outcomes[key] = Outcome(rep["outcome"], rep["text"], rep["duration"])
+    return VmResults(result, outcomes)
 
 
-# The pytest plugin (`-p uml`) that reports each result from inside UML.
+def run_collected(items: Iterable[pytest.Item], fixture: str = "full_kernel") -> VmResults:
+    """One boot for the checks of every collected host test that uses `fixture`
+    (parametrized with `check`): the tier's whole selection, in file order."""
+    require_full_kernel()
+    wanted: Dict[Path, List[str]] = {}
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if fixture in getattr(item, "fixturenames", ()) and "check" in params:
+            wanted.setdefault(Path(item.path), []).append(params["check"])
+    return run_pytest(wanted, timeout=DEFAULT_TIMEOUT + 60 * len(wanted))
+
+
+# The pytest plugin (`-p fullkernel`) that reports each result from inside the guest.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    # The node ID's path is relative to --rootdir, and empty for a file outside it.
+    report.user_properties.append(("path", str(item.path)))
+
+
 def pytest_runtest_logreport(report) -> None:
-    name = os.environ.get(RESULTS_ENV)
-    if not name or not os.environ.get(IN_UML_ENV):
+    if not in_vm() or OUT_ENV not in os.environ:
         return
     if report.when != "call" and report.outcome == "passed":
         return
@@ -347,180 +341,8 @@ def pytest_runtest_logreport(report) -> None:
         text = report.longrepr[2]
     else:
         text = report.longreprtext
-    line = {"nodeid": report.nodeid, "when": report.when, "outcome": report.outcome, "text": text,
-            "duration": report.duration}
-    with open(Path(os.environ["QEMU_IFHOOKS_UML_OUT"]) / name, "a") as out:
+    path = dict(report.user_properties)["path"]
+    line = {"nodeid": _key(path, report.nodeid.rpartition("::")[2]), "when": report.when,
+            "outcome": report.outcome, "text": text, "duration": report.duration}
+    with open(Path(os.environ[OUT_ENV]) / RESULTS_FILE, "a") as out:
         out.write(json.dumps(line) + "\n")
-
-
-# --- helpers for payload functions (they run inside UML) ----------------------------------
-
-
-def in_uml() -> bool:
-    return os.environ.get(IN_UML_ENV) == "1"
-
-
-_CLONE_NEWNET = 0x40000000
-
-
-@contextlib.contextmanager
-def netns_entered(name: str):
-    """Run the block in network namespace `name` (made with `ip netns add`).
-
-    Sockets and TAPs opened in the block stay in that namespace afterwards, so one
-    process can hold TAPs in one namespace and read a veth in another.  The
-    process must be single-threaded (setns(2) switches only the calling thread).
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        target = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            if libc.setns(target, _CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"setns({name}): {os.strerror(err)}")
-        finally:
-            os.close(target)
-        try:
-            yield
-        finally:
-            if libc.setns(own, _CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"setns back: {os.strerror(err)}")
-    finally:
-        os.close(own)
-
-
-_TUNSETIFF = 0x400454CA
-_IFF_TAP, _IFF_NO_PI = 0x0002, 0x1000
-
-
-def open_tap(name: str) -> int:
-    """A new TAP `name` in the current namespace, as QEMU makes it: the returned
-    (non-blocking) fd carries the guest's side; closing it deletes the TAP."""
-    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH", name.encode(), _IFF_TAP | _IFF_NO_PI))
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-ETH_P_8021Q = 0x8100
-ETH_P_EXPERIMENTAL = 0x88B5  # IEEE 802 local experimental ethertype: no stack answers it
-BROADCAST = b"\xff" * 6
-
-
-def mac(text: str) -> bytes:
-    return bytes.fromhex(text.replace(":", ""))
-
-
-def ethernet_frame(dst: bytes, src: bytes, payload: bytes, *, ethertype: int = ETH_P_EXPERIMENTAL,
-                   vid: Optional[int] = None) -> bytes:
-    """An Ethernet frame (802.1Q-tagged when vid is given), padded to the 60-byte minimum."""
-    tag = struct.pack("!HH", ETH_P_8021Q, vid) if vid is not None else b""
-    frame = dst + src + tag + struct.pack("!H", ethertype) + payload
-    return frame + b"\0" * max(0, 60 - len(frame))
-
-
-class Frame(NamedTuple):
-    data: bytes  # as the receiver got it (without the tag when the kernel took it out)
-    vid: Optional[int]  # the 802.1Q VID, from PACKET_AUXDATA or from the data
-
-    @property
-    def ethertype(self) -> int:
-        return struct.unpack_from("!H", self.data, 12)[0]
-
-    def carries(self, marker: bytes) -> bool:
-        return marker in self.data
-
-
-def _untag(data: bytes) -> Frame:
-    """A frame read from a TAP: tags, if any, are still in the data."""
-    if len(data) >= 18 and struct.unpack_from("!H", data, 12)[0] == ETH_P_8021Q:
-        vid = struct.unpack_from("!H", data, 14)[0] & 0x0FFF
-        return Frame(data[:12] + data[16:], vid)
-    return Frame(data, None)
-
-
-def _receive(fd, read, timeout: float, until) -> list:
-    """What read() returns while `fd` is readable: everything already queued, then
-    more until `timeout` seconds have passed or `until(list so far)` holds."""
-    got: list = []
-    deadline = time.monotonic() + timeout
-    while until is None or not until(got):
-        left = max(0.0, deadline - time.monotonic())
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
-            with contextlib.suppress(BlockingIOError):
-                item = read()
-                if item is not None:
-                    got.append(item)
-        elif left == 0:
-            break
-    return got
-
-
-def read_tap(fd: int, timeout: float = 0.5, until=None) -> List[Frame]:
-    """Frames the TAP fd has queued or gets within `timeout` seconds (stop early once
-    `until`, a predicate on the list so far, holds)."""
-    return _receive(fd, lambda: _untag(os.read(fd, 65536)), timeout, until)
-
-
-_SOL_PACKET = 263
-_PACKET_AUXDATA = 8
-_PACKET_OUTGOING = 4
-_TP_STATUS_VLAN_VALID = 0x10
-_TPACKET_AUXDATA = struct.Struct("=IIIHHHH")  # status, len, snaplen, mac, net, vlan_tci, vlan_tpid
-_ETH_P_ALL = 0x0003
-
-
-class Capture:
-    """Every frame that arrives on one interface, read with AF_PACKET.
-
-    The receive path takes the 802.1Q tag out of the frame before packet sockets
-    see it (whatever rx-vlan-offload says), so the VID comes from PACKET_AUXDATA's
-    tp_vlan_tci.  Frames the interface sends are ignored.  Open it in the
-    interface's namespace (netns_entered).
-    """
-
-    def __init__(self, ifname: str) -> None:
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
-        try:
-            self.sock.bind((ifname, _ETH_P_ALL))
-            self.sock.setsockopt(_SOL_PACKET, _PACKET_AUXDATA, 1)
-            self.sock.setblocking(False)
-        except BaseException:
-            self.sock.close()
-            raise
-
-    def send(self, frame: bytes) -> None:
-        """Transmit `frame` as it is (tag included) out of the interface."""
-        self.sock.send(frame)
-
-    def frames(self, timeout: float = 0.5, until=None) -> List[Frame]:
-        """Frames received (queued, or arriving within `timeout` seconds; stop early
-        once `until`, a predicate on the list so far, holds)."""
-        return _receive(self.sock, self._read, timeout, until)
-
-    def _read(self) -> Optional[Frame]:
-        data, ancdata, _, addr = self.sock.recvmsg(65536, socket.CMSG_SPACE(_TPACKET_AUXDATA.size))
-        if addr[2] == _PACKET_OUTGOING:
-            return None
-        frame = _untag(data)
-        for level, kind, raw in ancdata:
-            if level == _SOL_PACKET and kind == _PACKET_AUXDATA and len(raw) >= _TPACKET_AUXDATA.size:
-                status, *_, tci, _tpid = _TPACKET_AUXDATA.unpack_from(raw)
-                if status & _TP_STATUS_VLAN_VALID:
-                    frame = Frame(frame.data, tci & 0x0FFF)
-        return frame
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> "Capture":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -2,9 +2,9 @@
 
 On this host, whose kernel lacks 8021q and bridge VLAN filtering, the hooks must say so
 in one line with status 69 and change nothing, and `plan` shows what they would do.
-Inside user-mode-linux (tests/uml.py, one boot for every uml_* check) the real hook
-entries run as QEMU runs them, on TAPs this process holds, and traffic proves the
-result: frames a guest writes into its TAP leave the uplink tagged with its VLAN, and
+Inside the full-kernel guest (tests/fullkernel.py, one boot for every vm_* check of the
+run) the real hook entries run as QEMU runs them, on TAPs this process holds, and
+traffic proves the result: frames a guest writes into its TAP leave the uplink tagged with its VLAN, and
 frames from the LAN reach the TAPs of their VLAN only. iproute2 is the oracle for the
 links and VLANs.
 """
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-import uml
+import frames
+import fullkernel
 from conftest import assert_one_line_error, planned_commands
 from vlantraffic import VlanNetns, wire
 
@@ -71,7 +72,7 @@ def host(make_netns) -> VlanNetns:
 def require_lacking(ns: VlanNetns, *ip_args: str) -> None:
     done = ns.ip(*ip_args, check=False)
     if done.returncode == 0:
-        pytest.skip("this kernel has the feature; the UML checks cover it")
+        pytest.skip("this kernel has the feature; the full-kernel checks cover it")
 
 
 def test_bridge_per_vlan_on_a_kernel_without_8021q(host, hooks):
@@ -169,13 +170,7 @@ def test_plan_shows_the_vlan_aware_bridge_and_the_tap_vlans(host, hooks):
     ]
 
 
-# --- inside user-mode-linux --------------------------------------------------------------------
-
-@pytest.fixture(autouse=True)
-def _uml_side_only_in_uml(request):
-    if request.function.__name__.startswith("uml_") and not uml.in_uml():
-        pytest.skip("runs inside user-mode-linux (tests/uml.py)")
-
+# --- inside the full-kernel guest ----------------------------------------------------------------
 
 def ok(done) -> None:
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
@@ -186,7 +181,7 @@ def vlans_and_links(ns: VlanNetns) -> tuple:
     return ns.snapshot(), ns.vlans()
 
 
-def uml_bridge_per_vlan(make_netns, host, hooks):
+def vm_bridge_per_vlan(make_netns, host, hooks):
     """Two classic segments on the trunk eth0, which is also the port of an untagged
     bridge: the hook makes eth0.101 (marked as its own), uses the admin's eth0.102 as it
     is; each TAP's frames leave eth0 tagged with its VLAN, tagged frames from the LAN
@@ -244,7 +239,7 @@ def uml_bridge_per_vlan(make_netns, host, hooks):
         assert "UP" in host.link("eth0")["flags"]
 
 
-def uml_vlan_aware_bridge(make_netns, host, hooks):
+def vm_vlan_aware_bridge(make_netns, host, hooks):
     """One VLAN-aware bridge: each access TAP is in its VLAN only, untagged; the trunk
     TAP gets 101 and 102 tagged; the uplink carries them all tagged; untagged frames
     from the LAN reach no guest (no VLAN 1)."""
@@ -302,7 +297,7 @@ def uml_vlan_aware_bridge(make_netns, host, hooks):
         assert host.vlans() == expect
 
 
-def uml_check_reports_bridge_vlans(make_netns, host, hooks):
+def vm_check_reports_bridge_vlans(make_netns, host, hooks):
     """`check` on a VLAN-aware bridge and a bridge per VLAN that the hooks built, then
     with an uplink VLAN missing and a default PVID."""
     with wire(make_netns, host, "eth0", (101,), gro=True):
@@ -333,7 +328,7 @@ def uml_check_reports_bridge_vlans(make_netns, host, hooks):
         assert found[("bridge.vlan", "br0")]["severity"] == "warn"
 
 
-def uml_vlan_aware_refuses_a_bridge_without_filtering(make_netns, host, hooks):
+def vm_vlan_aware_refuses_a_bridge_without_filtering(make_netns, host, hooks):
     host.veth("eth0", "lan0")
     host.bridge("br0")
     host.hold_taps("tap101")
@@ -345,7 +340,7 @@ def uml_vlan_aware_refuses_a_bridge_without_filtering(make_netns, host, hooks):
     assert host.snapshot() == before
 
 
-def uml_a_vlan_cannot_be_both_on_a_vlan_aware_bridge_and_a_subinterface(make_netns, host, hooks):
+def vm_a_vlan_cannot_be_both_on_a_vlan_aware_bridge_and_a_subinterface(make_netns, host, hooks):
     """The config rule, and why: once eth0.101 exists, the frames tagged 101 from the
     LAN go to it and no longer reach the VLAN-aware bridge's TAP."""
     with wire(make_netns, host, "eth0", (101, 102), gro=True) as net:
@@ -369,21 +364,13 @@ def uml_a_vlan_cannot_be_both_on_a_vlan_aware_bridge_and_a_subinterface(make_net
 
         host.ip("link", "add", "link", "eth0", "name", "eth0.101", "type", "vlan", "id", "101")
         host.ip("link", "set", "eth0.101", "up")
-        with uml.netns_entered(host.name):
-            stolen = uml.Capture("eth0.101")
+        with frames.netns_entered(host.name):
+            stolen = frames.Capture("eth0.101")
         with stolen:
             assert net.from_lan(101, sentinel=102)[101] == []
-            assert [f for f in stolen.frames() if f.ethertype == uml.ETH_P_EXPERIMENTAL]
+            assert [f for f in stolen.frames() if f.ethertype == frames.ETH_P_EXPERIMENTAL]
 
 
-UML_CHECKS = uml.checks(globals())
-
-
-@pytest.fixture(scope="module")
-def in_uml():
-    return uml.run_pytest(__file__, UML_CHECKS, timeout=300)
-
-
-@pytest.mark.parametrize("check", UML_CHECKS)
-def test_in_uml(in_uml, check):
-    in_uml.report(check)
+@pytest.mark.parametrize("check", fullkernel.checks(globals()))
+def test_in_vm(full_kernel, check):
+    full_kernel.report(__file__, check)

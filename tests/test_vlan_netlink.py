@@ -1,11 +1,11 @@
 """802.1Q in qemu_ifhooks.netlink: VLAN subinterfaces, VLAN-aware bridges, bridge VLANs.
 
 This machine's kernel has neither 8021q nor bridge VLAN filtering, so the codec is
-checked in a full kernel: the uml_* functions run inside user-mode-linux (tests/uml.py,
-one boot for all of them), each in namespaces of its own, against iproute2
-(`ip -j -d link`, `bridge -j vlan`) and pyroute2, and with traffic: frames written
+checked in a full kernel: the vm_* functions run inside the full-kernel guest
+(tests/fullkernel.py, one boot for the whole tier), each in namespaces of its own,
+against iproute2 (`ip -j -d link`, `bridge -j vlan`) and pyroute2, and with traffic: frames written
 into TAP fds that the test holds, as QEMU does, read on the far side of the uplink
-with AF_PACKET.  test_in_uml reports each of them here.  On the host itself the
+with AF_PACKET.  test_in_vm reports each of them here.  On the host itself the
 codec must say clearly that the kernel lacks these features.
 """
 
@@ -14,13 +14,11 @@ from __future__ import annotations
 import errno
 import json
 import os
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-import uml
+import fullkernel
 from conftest import sh
 from vlantraffic import VlanNetns, wire
 
@@ -37,7 +35,7 @@ def test_host_kernel_lacks_8021q_clearly(vns):
     vns.ip("link", "add", "va", "type", "veth", "peer", "name", "vb")
     oracle = vns.ip("link", "add", "link", "va", "name", "va.5", "type", "vlan", "id", "5", check=False)
     if oracle.returncode == 0:
-        pytest.skip("this kernel has 802.1Q; the UML checks cover it")
+        pytest.skip("this kernel has 802.1Q; the full-kernel checks cover it")
     assert "Unknown device type" in oracle.stderr
     got = vns.probe([
         {"op": "create_vlan", "name": "va.6", "parent": vns.index("va"), "vid": 6},
@@ -55,7 +53,7 @@ def test_host_kernel_lacks_8021q_clearly(vns):
 def test_host_kernel_lacks_bridge_vlan_filtering_clearly(vns):
     oracle = vns.ip("link", "add", "brx", "type", "bridge", "vlan_filtering", "1", check=False)
     if oracle.returncode == 0:
-        pytest.skip("this kernel has bridge VLAN filtering; the UML checks cover it")
+        pytest.skip("this kernel has bridge VLAN filtering; the full-kernel checks cover it")
     assert "Operation not supported" in oracle.stderr
     vns.ip("link", "add", "br0", "type", "bridge")
     vns.ip("link", "add", "va", "type", "veth", "peer", "name", "vb")
@@ -144,17 +142,11 @@ def test_bridge_vlan_entries_decoded():
     assert m._parse_bridge_vlans(spec)[0].pvid is True
 
 
-# --- inside user-mode-linux ------------------------------------------------------------------
+# --- inside the full-kernel guest -------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _uml_side_only_in_uml(request):
-    if request.function.__name__.startswith("uml_") and not uml.in_uml():
-        pytest.skip("runs inside user-mode-linux (tests/uml.py)")
-
-
-def uml_kernel_has_what_the_host_lacks():
-    assert os.uname().release.startswith("6.1"), os.uname().release
+def vm_kernel_has_what_the_host_lacks():
+    assert os.uname().release == fullkernel.kernel_release()
     assert Path("/proc/net/vlan/config").exists(), "8021q is not loaded"
     assert Path("/sys/module/bridge").is_dir()
     assert Path("/dev/net/tun").is_char_device()
@@ -162,7 +154,7 @@ def uml_kernel_has_what_the_host_lacks():
     assert json.loads(config)[0]["operstate"] == "UNKNOWN" and "UP" in json.loads(config)[0]["flags"]
 
 
-def uml_create_vlan(vns):
+def vm_create_vlan(vns):
     vns.ip("link", "add", "va", "type", "veth", "peer", "name", "vb")
     vns.ip("link", "add", "d0", "mtu", "9000", "type", "dummy")
     va, d0 = vns.index("va"), vns.index("d0")
@@ -215,7 +207,7 @@ def uml_create_vlan(vns):
     assert sorted(link["ifname"] for link in vns.links()) == ["d0", "d0.1", "lo", "uplink.4094", "va", "va.101", "vb"]
 
 
-def uml_create_bridge_vlan_filtering(vns):
+def vm_create_bridge_vlan_filtering(vns):
     got = vns.probe([
         {"op": "create_bridge", "name": "brf", "vlan_filtering": True, "default_pvid": 0},
         {"op": "create_bridge", "name": "brp", "vlan_filtering": True},
@@ -253,7 +245,7 @@ def uml_create_bridge_vlan_filtering(vns):
         assert oracle.get(name, []) == vlans == pr["vlans"].get(name, []), name
 
 
-def uml_bridge_vlan_add_del(vns):
+def vm_bridge_vlan_add_del(vns):
     vns.probe([{"op": "create_bridge", "name": "br0", "vlan_filtering": True, "default_pvid": 0}])
     vns.hold_taps("tap0", "tap1")
     vns.veth("up0", "peer0")
@@ -320,7 +312,7 @@ def uml_bridge_vlan_add_del(vns):
     assert got[3] == []
 
 
-def uml_traffic_vlan_aware_bridge(make_netns):
+def vm_traffic_vlan_aware_bridge(make_netns):
     """One VLAN-aware bridge for two VLANs: each TAP has its VLAN as PVID untagged, the
     uplink carries both tagged.  Frames keep to their VLAN, tagged with its VID on the
     uplink, and untagged frames from the LAN reach no TAP (no VLAN 1)."""
@@ -358,7 +350,7 @@ def uml_traffic_vlan_aware_bridge(make_netns):
             assert (got[101], got[102]) == ([], []), (vid, got)
 
 
-def uml_traffic_bridge_per_vlan(make_netns):
+def vm_traffic_bridge_per_vlan(make_netns):
     """The classic layout: a plain bridge whose uplink port is the VLAN subinterface
     up1.101 made by create_vlan.  The TAP's frames leave the uplink tagged 101."""
     host = make_netns("qih-host", kind=VlanNetns)
@@ -389,95 +381,6 @@ def uml_traffic_bridge_per_vlan(make_netns):
             assert net.from_lan(vid)[101] == [], vid
 
 
-UML_CHECKS = uml.checks(globals())
-
-
-@pytest.fixture(scope="module")
-def in_uml():
-    return uml.run_pytest(__file__, UML_CHECKS)
-
-
-@pytest.mark.parametrize("check", UML_CHECKS)
-def test_in_uml(in_uml, check):
-    in_uml.report(check)
-
-
-# --- the harness itself ----------------------------------------------------------------------
-
-HARNESS_PAYLOAD = '''
-import os
-import pytest
-
-def uml_passes():
-    assert os.environ["QEMU_IFHOOKS_IN_UML"] == "1"
-
-def uml_fails():
-    got = [1, 2]
-    assert got == [1, 3]
-
-def uml_skips():
-    pytest.skip("nothing to do here")
-
-@pytest.fixture
-def broken():
-    raise RuntimeError("fixture broke")
-
-def uml_errors(broken):
-    pass
-'''
-
-
-def _uml_processes() -> set:
-    found = set()
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                if b"qemu-ifhooks-uml." in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    found.add(int(pid))
-            except OSError:
-                pass
-    return found
-
-
-def _work_dirs() -> set:
-    return set(Path(tempfile.gettempdir()).glob("qemu-ifhooks-uml.*"))
-
-
-def test_harness_reports_each_outcome(tmp_path):
-    payload = tmp_path / "payload_checks.py"  # under /tmp: the harness mounts it back in UML
-    payload.write_text(HARNESS_PAYLOAD)
-    before = _work_dirs()
-    results = uml.run_pytest(payload, ["uml_passes", "uml_fails", "uml_skips", "uml_errors"])
-    got = results.outcomes
-    assert got["uml_passes"].outcome == "passed"
-    assert got["uml_fails"].outcome == "failed"
-    assert "assert [1, 2] == [1, 3]" in got["uml_fails"].text  # pytest's introspection, from UML
-    assert got["uml_skips"] == ("skipped", "Skipped: nothing to do here", got["uml_skips"].seconds)
-    assert got["uml_errors"].outcome == "failed" and "error in setup" in got["uml_errors"].text
-    assert "fixture broke" in got["uml_errors"].text
-    assert results.boot.status == 1  # pytest's own exit status
-    assert 0 < results.boot.boot_seconds < results.boot.seconds < 60
-    results.report("uml_passes")
-    with pytest.raises(pytest.fail.Exception, match=r"(?s)uml_fails failed in UML:.*\[1, 3\]"):
-        results.report("uml_fails")
-    with pytest.raises(pytest.skip.Exception, match="nothing to do here"):
-        results.report("uml_skips")
-    with pytest.raises(pytest.fail.Exception, match="did not report from UML"):
-        results.report("uml_missing")
-    assert _work_dirs() == before
-    assert not _uml_processes()
-
-
-def test_harness_shell_payload_and_timeout():
-    before = _work_dirs()
-    done = uml.boot('echo "$QEMU_IFHOOKS_IN_UML" "$(cat /proc/sys/kernel/osrelease)"; '
-                    'echo out > "$QEMU_IFHOOKS_UML_OUT/file"; exit 7', modules=("8021q",))
-    assert (done.status, done.output.split()[0], done.files) == (7, "1", {"file": b"out\n"})
-    assert done.output.split()[1].startswith("6.1")
-
-    started = time.monotonic()
-    with pytest.raises(uml.UmlError, match=r"did not finish within 6 s(?s:.*)sleeping"):
-        uml.boot("echo sleeping; sleep 600", timeout=6)
-    assert time.monotonic() - started < 20
-    assert not _uml_processes()  # the whole UML process group is gone
-    assert _work_dirs() == before
+@pytest.mark.parametrize("check", fullkernel.checks(globals()))
+def test_in_vm(full_kernel, check):
+    full_kernel.report(__file__, check)

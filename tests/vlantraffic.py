@@ -1,8 +1,8 @@
-"""Scenery for 802.1Q tests in user-mode-linux: a namespace class with the VLAN oracles
-(`bridge -j vlan`, pyroute2), and the wire: TAP fds held by the test as QEMU holds them,
-and a capture on the far side of the uplink, as the LAN.
+"""Scenery for 802.1Q tests in the full-kernel tier (tests/fullkernel.py): a namespace
+class with the VLAN oracles (`bridge -j vlan`, pyroute2), and the wire: TAP fds held by
+the test as QEMU holds them, and a capture on the far side of the uplink, as the LAN.
 
-Used by test_uml_vlan_netlink.py (the codec) and test_hook_vlans.py (the hooks).
+Used by test_vlan_netlink.py (the codec) and test_hook_vlans.py (the hooks).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import time
 import uuid
 from typing import Optional
 
-import uml
+import fullkernel
+import frames
 from conftest import Netns, sh
 
 # pyroute2 oracle: per link IFLA_LINK, the VLAN id and the bridge VLAN settings, and
@@ -46,12 +47,12 @@ class VlanNetns(Netns):
     """Netns plus the oracles of this module."""
 
     def probe(self, ops: list, user=None) -> list:
-        # Inside UML, where starting a Python costs about a second, the same
-        # nl_probe.run() runs in this (single-threaded) process, in the namespace.
-        if user is None and uml.in_uml():
+        # In the full-kernel guest, where starting a Python costs about a second, the
+        # same nl_probe.run() runs in this (single-threaded) process, in the namespace.
+        if user is None and fullkernel.in_vm():
             import nl_probe
 
-            with uml.netns_entered(self.name):
+            with frames.netns_entered(self.name):
                 return json.loads(json.dumps(nl_probe.run(ops)))
         return super().probe(ops, user)
 
@@ -84,19 +85,19 @@ class VlanNetns(Netns):
             time.sleep(0.05)
 
 
-LAN_MAC = uml.mac("02:00:00:00:0f:01")
+LAN_MAC = frames.mac("02:00:00:00:0f:01")
 
 
 def guest_mac(key: int) -> bytes:
     """The source MAC of the guest behind TAP `key` (02:00:00:00:01:01 for 101)."""
-    return uml.mac(f"02:00:00:00:{key // 100:02x}:{key % 100:02x}")
+    return frames.mac(f"02:00:00:00:{key // 100:02x}:{key % 100:02x}")
 
 
 class Wire:
     """The test's ends of the network: the TAP fds (by VLAN), as a guest's NICs, and
     a Capture on the far end of the uplink, as the LAN."""
 
-    def __init__(self, taps: dict, lan: uml.Capture) -> None:
+    def __init__(self, taps: dict, lan: frames.Capture) -> None:
         self.taps, self.lan = taps, lan
 
     def exchange(self, send, place, marker: bytes) -> dict:
@@ -107,9 +108,9 @@ class Wire:
         got = {"lan": [], **{vid: [] for vid in self.taps}}
 
         def collect() -> None:
-            got["lan"] += [f for f in self.lan.frames(timeout=0.02) if f.ethertype == uml.ETH_P_EXPERIMENTAL]
+            got["lan"] += [f for f in self.lan.frames(timeout=0.02) if f.ethertype == frames.ETH_P_EXPERIMENTAL]
             for vid, fd in self.taps.items():
-                got[vid] += [f for f in uml.read_tap(fd, timeout=0) if f.ethertype == uml.ETH_P_EXPERIMENTAL]
+                got[vid] += [f for f in frames.read_tap(fd, timeout=0) if f.ethertype == frames.ETH_P_EXPERIMENTAL]
 
         deadline = time.monotonic() + 3
         while not [f for f in got[place] if f.carries(marker)] and time.monotonic() < deadline:
@@ -123,7 +124,7 @@ class Wire:
         """A broadcast from TAP `key` (tagged `tag` by the guest itself, if given):
         (frames carrying it by place, the frame)."""
         marker = f"guest-{key}-{tag}-{uuid.uuid4().hex}".encode()
-        frame = uml.ethernet_frame(uml.BROADCAST, guest_mac(key), marker, vid=tag)
+        frame = frames.ethernet_frame(frames.BROADCAST, guest_mac(key), marker, vid=tag)
         got = self.exchange(lambda: os.write(self.taps[key], frame), "lan", marker)
         return {place: [f for f in frames if f.carries(marker)] for place, frames in got.items()}, frame
 
@@ -132,8 +133,8 @@ class Wire:
         place.  A frame tagged `sentinel` follows it, and collecting ends once that one
         is through: what the first frame reaches, it has reached by then."""
         marker, last = (f"lan-{vid}-{uuid.uuid4().hex}".encode() for _ in range(2))
-        frame = uml.ethernet_frame(uml.BROADCAST, LAN_MAC, marker, vid=vid)
-        after = uml.ethernet_frame(uml.BROADCAST, LAN_MAC, last, vid=sentinel)
+        frame = frames.ethernet_frame(frames.BROADCAST, LAN_MAC, marker, vid=vid)
+        after = frames.ethernet_frame(frames.BROADCAST, LAN_MAC, last, vid=sentinel)
         got = self.exchange(lambda: (self.lan.send(frame), self.lan.send(after)), sentinel, last)
         assert [f for f in got[sentinel] if f.carries(last)], f"the sentinel frame (VLAN {sentinel}) got lost"
         return {place: [f for f in frames if f.carries(marker)] for place, frames in got.items()}
@@ -152,11 +153,11 @@ def wire(make_netns, host: VlanNetns, uplink: str, vids, *, gro: bool = False):
     far.ip("link", "set", "lan0", "up")
     taps, lan = {}, None
     try:
-        with uml.netns_entered(host.name):
+        with frames.netns_entered(host.name):
             for vid in vids:
-                taps[vid] = uml.open_tap(f"tap{vid}")
-        with uml.netns_entered(far.name):
-            lan = uml.Capture("lan0")
+                taps[vid] = frames.open_tap(f"tap{vid}")
+        with frames.netns_entered(far.name):
+            lan = frames.Capture("lan0")
         yield Wire(taps, lan)
     finally:
         if lan is not None:
