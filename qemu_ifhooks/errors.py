@@ -82,23 +82,40 @@ def run_guarded(label: str, body) -> int:
 
         from .log import emit
 
-        for line in traceback.format_exc().splitlines():
-            emit(syslog.LOG_DEBUG, f"{label}: {line}")
-        if os.environ.get("QEMU_IFHOOKS_DEBUG"):
-            traceback.print_exc()
+        try:
+            for line in traceback.format_exc().splitlines():
+                emit(syslog.LOG_DEBUG, f"{label}: {line}")
+            if os.environ.get("QEMU_IFHOOKS_DEBUG"):
+                traceback.print_exc()
+        except Exception:  # noqa: BLE001 - the one line below matters more
+            pass
         say_failure(f"{label}: internal error: {type(error).__name__}: {error} "
                     f"(traceback in syslog; please report it)")
         return ExitStatus.SOFTWARE
 
 
+MAX_LINE = 1000  # characters of one stderr or log line; values echoed are cut before that
+
+
 def one_line(text: str) -> str:
-    """Escape what would break the one-line promise (names and values come from users)."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    """`text` made safe for one line of stderr or syslog: bytes that are not UTF-8 (argv
+    and interface names can hold any) as \\xNN, other unprintable characters escaped,
+    and cut to MAX_LINE characters. Names and values come from users."""
+    if not text.isprintable():
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= MAX_LINE else text[:MAX_LINE - 3] + "..."
 
 
 def say_failure(message: str) -> None:
+    """The one line on stderr. QEMU (or a shell) may have closed stderr or stopped
+    reading it: the exit status still tells what happened, and syslog has the rest."""
     import sys
 
-    print(f"qemu-ifhooks: {one_line(message)}", file=sys.stderr)
+    if sys.stderr is None:
+        return
+    try:
+        sys.stderr.write(f"qemu-ifhooks: {one_line(message)}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass

@@ -48,11 +48,23 @@ def run(hook: HookName, tap: str, label: str, config_path: Optional[str] = None)
 
 def main(argv: Optional[List[str]] = None) -> None:
     argv = sys.argv if argv is None else argv
+    keep_standard_fds_taken()
     name = os.path.basename(argv[0]) if argv else "qemu-ifhook"
     if len(argv) != 2:
         exit_now(run_guarded(name, lambda: _usage(name)))
     tap = argv[1]
     exit_now(run_guarded(f"{name}: {tap}", lambda: run(parse_hook_name(name), tap, f"{name}: {tap}")))
+
+
+def keep_standard_fds_taken() -> None:
+    """A caller may start the hook with stdin, stdout or stderr closed. The first
+    socket or file the hook opens would then get that number, and a message meant for
+    stderr could land in it: hold each missing one on /dev/null."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # takes the lowest free number: this one
 
 
 def exit_now(status: int) -> None:
@@ -61,7 +73,8 @@ def exit_now(status: int) -> None:
     the hook's sockets, lock and files are closed and its log lines written."""
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:  # None: the stream was closed when the hook started
+                stream.flush()
         except (OSError, ValueError):
             pass  # QEMU closed the pipe: nothing more to say to it
     os._exit(status)

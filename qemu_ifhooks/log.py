@@ -8,6 +8,8 @@ import sys
 import syslog
 import time
 
+from .errors import one_line
+
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
     from typing import Optional
@@ -19,6 +21,7 @@ _opened = False
 
 def emit(priority: int, message: str) -> None:
     global _opened
+    message = one_line(message)  # syslog takes no undecodable bytes (a TAP name can hold them)
     if not _opened:
         syslog.openlog(IDENT, syslog.LOG_PID, syslog.LOG_DAEMON)
         _opened = True
@@ -39,10 +42,13 @@ def emit(priority: int, message: str) -> None:
 
 def warn(label: str, message: str) -> None:
     """A warning goes to the log and to stderr, which QEMU shows to the user."""
-    from .errors import one_line
-
     emit(syslog.LOG_WARNING, f"{label}: warning: {message}")
-    print(f"{IDENT}: {one_line(f'{label}: warning: {message}')}", file=sys.stderr)
+    if sys.stderr is None:  # QEMU's stderr closed: the log has it
+        return
+    try:
+        sys.stderr.write(f"{IDENT}: {one_line(f'{label}: warning: {message}')}\n")
+    except (OSError, ValueError):
+        pass
 
 
 class ActionLog:
