@@ -26,7 +26,8 @@ MAX_VLAN = 4094
 
 def parse_vlan(text: str) -> Optional[int]:
     """A QEMU VLAN number written plainly (ASCII digits, no leading zeros), or None."""
-    if text.isascii() and text.isdigit() and str(int(text)) == text and int(text) <= MAX_VLAN:
+    if len(text) <= 4 and text.isascii() and text.isdigit() and str(int(text)) == text \
+            and int(text) <= MAX_VLAN:
         return int(text)
     return None
 
@@ -133,12 +134,24 @@ def _choice(*choices: str) -> Callable[[Any], str]:
     return check
 
 
+# What a configured interface name may hold beyond the kernel's rules: the hooks create
+# links by these names and print them in commands to paste.
+_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-+=,@")
+
+
 def _interface(value: Any) -> str:
     if not isinstance(value, str):
         raise _Invalid("an interface name")
     problem = ifname_problem(value)
     if problem:
         raise _Invalid(f"an interface name ({problem})")
+    if "%" in value:
+        raise _Invalid("an interface name without '%' (the kernel replaces %d in the name "
+                       "of a new interface with a number)")
+    odd = [c for c in value if c not in _NAME_CHARACTERS and not (c.isalnum() and not c.isascii())]
+    if odd:
+        raise _Invalid(f"an interface name of letters, digits and _ . - + = , @ (a shell "
+                       f"would misread {odd[0]!r} in the commands qemu-ifhooks prints)")
     return value
 
 
@@ -178,18 +191,26 @@ DEFAULTS_ONLY: Dict[str, Callable[[Any], Any]] = {
 BRIDGE_WIDE = ("uplink", "mtu", "stp", "forward_delay", "create", "allow_addressed_uplink")
 
 
+ECHO_LIMIT = 60  # characters of a value echoed in an error message
+
+
 def _toml_repr(value: Any) -> str:
+    """`value` as TOML would write it, cut to ECHO_LIMIT characters."""
     if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
         import json  # only on error paths; JSON's string escapes are valid TOML
 
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_repr(v) for v in value) + "]"
-    return str(value)
+        text = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, dict):
+        text = "a table"
+    elif isinstance(value, list):
+        text = "[" + ", ".join(_toml_repr(v) for v in value[:ECHO_LIMIT]) + "]"
+    elif isinstance(value, int) and value.bit_length() > 200:
+        text = f"an integer of {len(str(abs(value)))} digits"  # 4,300 digits at most
+    else:
+        text = str(value)
+    return text if len(text) <= ECHO_LIMIT else text[:ECHO_LIMIT - 3] + "..."
 
 
 class _Parser:
@@ -199,6 +220,8 @@ class _Parser:
         self.path = path
 
     def fail(self, keypath: str, message: str) -> ConfigError:
+        if len(keypath) > 2 * ECHO_LIMIT:  # keys come from the file too
+            keypath = keypath[:2 * ECHO_LIMIT - 3] + "..."
         return ConfigError(f"{self.path}: {keypath}: {message}")
 
     def table(self, value: Any, keypath: str) -> Dict[str, Any]:
@@ -411,6 +434,25 @@ def check_secure(path: str, st: os.stat_result) -> None:
                                f"(mode {stat.S_IMODE(st.st_mode):04o}); run 'chmod go-w {path}'")
 
 
+def check_directories(path: str) -> None:
+    """Refuse a config in a directory that others could write to (as sshd's StrictModes
+    does): whoever can write there can replace the file. The sticky bit of a directory
+    like /tmp keeps others from replacing root's files in it."""
+    directory = os.path.dirname(os.path.realpath(path))
+    while True:
+        st = os.stat(directory)
+        sticky = st.st_mode & stat.S_ISVTX and st.st_uid == 0
+        if st.st_uid not in (0, os.geteuid()) or (st.st_mode & 0o022 and not sticky):
+            owner = f"owned by uid {st.st_uid}" if st.st_uid not in (0, os.geteuid()) \
+                else f"writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+            raise PermissionDenied(f"{path}: insecure: its directory {directory} is {owner}; "
+                                   f"keep the config where only root can write")
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return
+        directory = parent
+
+
 def read_toml(path: str) -> Dict[str, Any]:
     """Open, check and parse the file (the checks apply to the very file that is read).
     A hook usually gets the document from the parse cache (configcache.py)."""
@@ -423,10 +465,11 @@ def read_toml(path: str) -> Dict[str, Any]:
         with open(fd, "rb") as f:
             st = os.fstat(fd)
             check_secure(path, st)
+            check_directories(path)
             document = configcache.load(path, st)
             if document is not None:
                 return document
-            data = f.read()
+            data = f.read(MAX_CONFIG_BYTES + 1)
             unchanged = _same_file_state(st, os.fstat(fd))
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found; write one (see qemu-ifhooks.toml(5)) "
@@ -443,7 +486,22 @@ def _same_file_state(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_size, b.st_mtime_ns, b.st_ctime_ns)
 
 
+# Bounds on what reaches the TOML parser, which QEMU waits for with no timeout: its time
+# and memory grow with the square of a dotted key's depth (a 200 KB table header takes
+# seconds), and deep nesting exhausts the stack. A long line is what every such input
+# needs (keys and inline tables cannot span lines); nested arrays can, and are caught.
+MAX_CONFIG_BYTES = 256 * 1024
+MAX_LINE_BYTES = 4096
+
+
 def parse_toml(path: str, data: bytes) -> Dict[str, Any]:
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; a config "
+                          f"this large is not one qemu-ifhooks wrote or expects")
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if len(line) > MAX_LINE_BYTES:
+            raise ConfigError(f"{path}: line {number} is longer than {MAX_LINE_BYTES} bytes; "
+                              f"split it (arrays can span lines)")
     try:
         import tomllib  # type: ignore[import-not-found]
     except ImportError:  # Python < 3.11
@@ -453,6 +511,10 @@ def parse_toml(path: str, data: bytes) -> Dict[str, Any]:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: invalid TOML: not UTF-8") from None
     except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more digits than int() converts
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
 
 

@@ -269,6 +269,55 @@ def test_insecure_is_checked_before_parsing(tmp_path):
         load_config(path)
 
 
+@pytest.mark.parametrize("mode", [0o777, 0o775, 0o757])
+def test_a_directory_others_can_write_to_is_insecure(tmp_path, mode):
+    """Whoever can write to the directory can replace a root-owned 0644 config."""
+    directory = tmp_path / "etc"
+    directory.mkdir()
+    path = write(directory / "c.toml")
+    os.chmod(directory, mode)
+    with pytest.raises(PermissionDenied) as raised:
+        load_config(path)
+    assert str(raised.value) == (f"{path}: insecure: its directory {directory} is writable by group "
+                                 f"or others (mode {mode:04o}); keep the config where only root can write")
+    os.chmod(directory, 0o755)
+    assert load_config(path).segments == (seg(0, "br0"),)
+
+
+def test_a_sticky_directory_of_roots_is_fine(tmp_path):
+    directory = tmp_path / "tmp"
+    directory.mkdir()
+    path = write(directory / "c.toml")
+    os.chmod(directory, 0o1777)
+    if os.geteuid() == 0:
+        assert load_config(path).segments == (seg(0, "br0"),)
+        os.chown(directory, 65534, 65534)  # sticky, but its owner could replace the file
+    with pytest.raises(PermissionDenied, match=r"insecure: its directory .* is owned by uid"):
+        load_config(path)
+
+
+def test_a_config_larger_than_the_limit_is_refused_unparsed(tmp_path):
+    from qemu_ifhooks.config import MAX_CONFIG_BYTES
+
+    path = write(tmp_path / "big.toml", '[vlan.0]\nbridge = "br0"\n' + "# padding\n" * (MAX_CONFIG_BYTES // 10))
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert str(raised.value) == (f"{path}: larger than 256 KiB; a config this large is not one "
+                                 f"qemu-ifhooks wrote or expects")
+
+
+def test_echoed_values_and_keys_are_cut(tmp_path):
+    path = write(tmp_path / "value.toml", f'[vlan.0]\nbridge = "{"x" * 3000}"\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert str(raised.value).endswith(' got "' + "x" * 56 + "...")  # 60 characters of the value
+    assert len(str(raised.value)) < len(path) + 250, str(raised.value)
+    path = write(tmp_path / "key.toml", f'[vlan.0]\nbridge = "br0"\n{"k" * 3000} = 1\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert str(raised.value) == f"{path}: vlan.0.{'k' * 110}...: unknown key"
+
+
 def test_env_override(tmp_path, monkeypatch):
     path = write(tmp_path / "env.toml", '[vlan.9]\nbridge = "br9"\n')
     monkeypatch.setenv(ENV_PATH, path)
