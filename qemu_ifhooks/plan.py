@@ -19,10 +19,22 @@ if TYPE_CHECKING:
 
 
 BRIDGE_DEFAULT_MTU = 1500  # what the kernel gives a new bridge (ETH_DATA_LEN)
+MIN_MTU = 68
 
 
 def mac_text(address: bytes) -> str:
     return ":".join(f"{b:02x}" for b in address)
+
+
+_SHELL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_")
+
+
+def shell_quote(word: str) -> str:
+    """shlex.quote, without the import of `re` that shlex costs every hook start: a TAP
+    name comes from QEMU's ifname= and may hold anything the kernel allows."""
+    if word and all(c in _SHELL_SAFE for c in word):
+        return word
+    return "'" + word.replace("'", "'\"'\"'") + "'"
 
 
 class Op(Record):
@@ -53,7 +65,7 @@ class CreateBridge(Op):
 
     def command(self) -> str:
         vlans = " vlan_filtering 1 vlan_default_pvid 0" if self.vlan_aware else ""
-        return (f"ip link add {self.bridge} address {mac_text(self.address)} type bridge "
+        return (f"ip link add {shell_quote(self.bridge)} address {mac_text(self.address)} type bridge "
                 f"stp_state {int(self.stp)} forward_delay {self.forward_delay * 100}{vlans}")
 
 
@@ -61,17 +73,18 @@ class CreateVlan(Op):
     __slots__ = ("ifname", "parent", "vid")
 
     def command(self) -> str:
-        return f"ip link add link {self.parent} name {self.ifname} type vlan id {self.vid}"
+        return (f"ip link add link {shell_quote(self.parent)} name {shell_quote(self.ifname)} "
+                f"type vlan id {self.vid}")
 
 
 class SetAlias(Op):
     __slots__ = (
         "ifname",
-        "alias",  # never contains a quote: the planners write it
+        "alias",
     )
 
     def command(self) -> str:
-        return f"ip link set dev {self.ifname} alias '{self.alias}'"
+        return f"ip link set dev {shell_quote(self.ifname)} alias {shell_quote(self.alias)}"
 
 
 class BridgeVlanAdd(Op):
@@ -84,56 +97,56 @@ class BridgeVlanAdd(Op):
 
     def command(self) -> str:
         flags = " pvid untagged" if self.pvid_untagged else ""
-        return f"bridge vlan add dev {self.ifname} vid {self.vid}{flags}"
+        return f"bridge vlan add dev {shell_quote(self.ifname)} vid {self.vid}{flags}"
 
 
 class BridgeVlanDel(Op):
     __slots__ = ("ifname", "vid")
 
     def command(self) -> str:
-        return f"bridge vlan del dev {self.ifname} vid {self.vid}"
+        return f"bridge vlan del dev {shell_quote(self.ifname)} vid {self.vid}"
 
 
 class SetMtu(Op):
     __slots__ = ("ifname", "mtu")
 
     def command(self) -> str:
-        return f"ip link set dev {self.ifname} mtu {self.mtu}"
+        return f"ip link set dev {shell_quote(self.ifname)} mtu {self.mtu}"
 
 
 class SetMaster(Op):
     __slots__ = ("ifname", "master")
 
     def command(self) -> str:
-        return f"ip link set dev {self.ifname} master {self.master}"
+        return f"ip link set dev {shell_quote(self.ifname)} master {shell_quote(self.master)}"
 
 
 class SetNoMaster(Op):
     __slots__ = ("ifname",)
 
     def command(self) -> str:
-        return f"ip link set dev {self.ifname} nomaster"
+        return f"ip link set dev {shell_quote(self.ifname)} nomaster"
 
 
 class SetUp(Op):
     __slots__ = ("ifname",)
 
     def command(self) -> str:
-        return f"ip link set dev {self.ifname} up"
+        return f"ip link set dev {shell_quote(self.ifname)} up"
 
 
 class SetDown(Op):
     __slots__ = ("ifname",)
 
     def command(self) -> str:
-        return f"ip link set dev {self.ifname} down"
+        return f"ip link set dev {shell_quote(self.ifname)} down"
 
 
 class DeleteLink(Op):
     __slots__ = ("ifname",)
 
     def command(self) -> str:
-        return f"ip link del dev {self.ifname}"
+        return f"ip link del dev {shell_quote(self.ifname)}"
 
 
 class Plan(Record):
@@ -280,6 +293,10 @@ def plan_bridge(segment: Segment, bridge: Optional[Link], uplink: Optional[Link]
                 SetAlias(segment.uplink_port, vlan_mark(segment))]
     if bridge is None:
         ops += new_bridge_ops(segment, port or uplink, machine_id)
+    elif not bridge.is_up:
+        # The hooks bring a bridge up last: one that is down may be half-built (a hook
+        # killed midway), so give it the pinned MTU creation would have.
+        ops += pinned_mtu_ops(segment, bridge.mtu)
     ops += uplink_port_ops(segment, bridge, uplink, port, uplink_vlans)
     if bridge is None or not bridge.is_up:
         ops.append(SetUp(segment.bridge))
@@ -320,15 +337,20 @@ def new_bridge_ops(segment: Segment, port: Optional[Link], machine_id: bytes) ->
     # the uplink port, or the uplink while its subinterface, which will have the
     # uplink's address, does not exist yet.)
     address = port.address if port and port.address else derived_bridge_mac(name, machine_id)
-    ops: List[Op] = [CreateBridge(name, address, segment.stp, segment.forward_delay,
-                                  segment.vlan_aware)]
-    if segment.mtu is not None:
-        # Setting the MTU after creation pins it (no port can lower it), but only when
-        # it changes: the kernel skips a change to the same value, so first step off a
-        # new bridge's default MTU.
-        if segment.mtu == BRIDGE_DEFAULT_MTU:
-            ops.append(SetMtu(name, BRIDGE_DEFAULT_MTU - 1))
-        ops.append(SetMtu(name, segment.mtu))
+    return [CreateBridge(name, address, segment.stp, segment.forward_delay, segment.vlan_aware),
+            *pinned_mtu_ops(segment, BRIDGE_DEFAULT_MTU)]
+
+
+def pinned_mtu_ops(segment: Segment, mtu: int) -> List[Op]:
+    """The configured MTU, pinned, on the bridge whose MTU is now `mtu`. Setting it pins
+    it (no port can lower it), but only when it changes: the kernel skips a change to
+    the same value, so first step off it."""
+    if segment.mtu is None:
+        return []
+    ops: List[Op] = []
+    if segment.mtu == mtu:
+        ops.append(SetMtu(segment.bridge, mtu - 1 if mtu > MIN_MTU else mtu + 1))
+    ops.append(SetMtu(segment.bridge, segment.mtu))
     return ops
 
 
@@ -370,15 +392,20 @@ def predicted_bridge(plan: Plan, uplink: Optional[Link]) -> Link:
                 vlan_default_pvid=0 if create.vlan_aware else None)
 
 
+def require_not_elsewhere(tap: Link, bridge: Optional[Link]) -> None:
+    """A TAP on another master (another bridge, a bond) is not ours to move."""
+    if tap.master and (bridge is None or tap.master != bridge.index):
+        raise UnavailableError(f"{tap.name} is already a port of another master "
+                               f"(ifindex {tap.master}); not moving it")
+
+
 def plan_attach(segment: Segment, tap: Link, bridge: Link,
                 tap_vlans: Sequence[BridgeVlan] = ()) -> Plan:
     """Enslave the TAP to the (existing) bridge; nothing when it is already done.
     `tap_vlans`: the TAP's VLANs, when it is already a port of a VLAN-aware bridge."""
     require_tap(tap)
+    require_not_elsewhere(tap, bridge)
     ops: List[Op] = []
-    if tap.master and tap.master != bridge.index:
-        raise UnavailableError(f"{tap.name} is already a port of another master "
-                               f"(ifindex {tap.master}); not moving it")
     # MTU first: a port with a smaller MTU would lower an auto-MTU bridge.
     if tap.mtu != bridge.mtu:
         ops.append(SetMtu(tap.name, bridge.mtu))
