@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 
-from .errors import LockTimeout, PermissionDenied
+from .errors import KernelError, LockTimeout, PermissionDenied
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
@@ -44,16 +45,40 @@ class BridgeLock:
         self.fd = -1
 
     def __enter__(self) -> "BridgeLock":
-        try:
-            os.makedirs(RUN_DIR, mode=0o755, exist_ok=True)
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except PermissionError as e:
-            raise PermissionDenied(f"cannot open lock {self.path}: {e.strerror}; the hook "
-                                   f"must run as root (CAP_NET_ADMIN)") from None
+        self.fd = self._open()
         return self
 
     def __exit__(self, *exc) -> None:
         os.close(self.fd)  # closing releases the lock
+
+    def _open(self) -> int:
+        """The lock file, opened read-only (flock needs no more), so that an existing
+        lock works on a read-only or full /run; created when missing."""
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            try:
+                fd = os.open(self.path, flags)
+            except FileNotFoundError:
+                os.makedirs(RUN_DIR, mode=0o755, exist_ok=True)
+                fd = os.open(self.path, flags | os.O_CREAT, 0o644)
+        except PermissionError as e:
+            raise PermissionDenied(f"cannot open lock {self.path}: {e.strerror}; the hook "
+                                   f"must run as root (CAP_NET_ADMIN)") from None
+        except OSError as e:
+            raise KernelError(f"cannot create lock {self.path}: {e.strerror}; {RUN_DIR} must "
+                              f"be a directory root can write to") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise KernelError(f"cannot use lock {self.path}: not a regular file; remove it")
+        return fd
+
+    def remove(self) -> None:
+        """Delete the lock file, for a bridge that is gone; the exclusive lock must be
+        held. A process waiting on it notices (see _take) and takes a new one."""
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
 
     def shared(self) -> None:
         self._take(fcntl.LOCK_SH, "shared")
@@ -62,6 +87,20 @@ class BridgeLock:
         self._take(fcntl.LOCK_EX, "exclusive")
 
     def _take(self, mode: int, what: str) -> None:
+        self._flock(mode, what)
+        # A lock file removed (remove()) while this process waited locks nothing any more.
+        while self._removed():
+            os.close(self.fd)
+            self.fd = self._open()
+            self._flock(mode, what)
+
+    def _removed(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino != os.fstat(self.fd).st_ino
+        except FileNotFoundError:
+            return True
+
+    def _flock(self, mode: int, what: str) -> None:
         try:
             fcntl.flock(self.fd, mode | fcntl.LOCK_NB)
             return
