@@ -8,7 +8,7 @@ from .errors import PermissionDenied, UnavailableError
 from .lock import BridgeLock
 from .netlink import BridgeVlan, Link, Netlink
 from .plan import (check_offloads, plan_attach, plan_bridge, plan_detach, plan_teardown,
-                   require_tap, uplink_needs_attaching)
+                   require_not_elsewhere, require_tap, uplink_needs_attaching)
 from .record import Record
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
@@ -83,11 +83,12 @@ def tap_vlans(nl: Netlink, segment: Segment, tap: Link, bridge: Link) -> List[Br
     return []
 
 
-def ensure_bridge(nl: Netlink, segment: Segment, lock: BridgeLock, trace: Trace,
+def ensure_bridge(nl: Netlink, segment: Segment, lock: BridgeLock, run: Executor,
                   warn: Callable[[str], None], create: Optional[bool] = None) -> Link:
     """Make the bridge exist with its uplink, up; return it. Leaves `lock` held (shared,
     or exclusive if anything had to be built) so the bridge cannot go away meanwhile.
-    `create` overrides the segment's setting."""
+    What it changes goes through `run`, so that a later failure undoes it too. `create`
+    overrides the segment's setting."""
     lock.shared()
     scene = observe(nl, segment)
     check_uplink_offloads(segment, scene, warn)
@@ -98,7 +99,8 @@ def ensure_bridge(nl: Netlink, segment: Segment, lock: BridgeLock, trace: Trace,
         lock.exclusive()
         scene = observe(nl, segment)
         plan = scene.plan(segment, machine_id(), create)
-        Executor(nl, (scene.bridge, scene.uplink, scene.vlan_port), trace).apply(plan.ops)
+        run.know(scene.bridge, scene.uplink, scene.vlan_port)
+        run.apply(plan.ops)
         bridge = nl.get_link(segment.bridge)
         if bridge is None:
             raise UnavailableError(f"bridge {segment.bridge} disappeared after creation")
@@ -108,14 +110,19 @@ def ensure_bridge(nl: Netlink, segment: Segment, lock: BridgeLock, trace: Trace,
 
 def attach(nl: Netlink, segment: Segment, tap: str, trace: Trace,
            warn: Callable[[str], None]) -> None:
+    """ifup: one run, rolled back whole if any step fails (the bridge it built included),
+    so that a failed ifup leaves the kernel as it was."""
     link = nl.get_link(tap)
     if link is None:
         raise UnavailableError(f"{tap} does not exist (QEMU creates it before running the hook)")
     require_tap(link)  # before anything else: never build or enslave for a non-TAP
-    with BridgeLock(segment.bridge) as lock:
-        bridge = ensure_bridge(nl, segment, lock, trace, warn)
+    if link.master:  # a repeated ifup, or a TAP someone put elsewhere: refuse before building
+        require_not_elsewhere(link, nl.get_link(segment.bridge))
+    with BridgeLock(segment.bridge) as lock, Executor(nl, (link,), trace) as run:
+        bridge = ensure_bridge(nl, segment, lock, run, warn)
+        run.know(bridge)
         plan = plan_attach(segment, link, bridge, tap_vlans(nl, segment, link, bridge))
-        Executor(nl, (link, bridge), trace).apply(plan.ops)
+        run.apply(plan.ops)
         verify_attached(nl, tap, bridge)
 
 
@@ -149,4 +156,6 @@ def teardown(nl: Netlink, segment: Segment, force: bool, trace: Trace,
         for message in plan.notes:
             note(message)
         Executor(nl, [bridge, vlan_port] + ports, trace).apply(plan.ops)
+        if bridge is not None and not nl.get_link(segment.bridge):
+            lock.remove()  # no bridge, no lock: lock files would pile up otherwise
         return bool(plan.ops)

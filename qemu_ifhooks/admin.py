@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Callable, List, Sequence
 
 from .actions import ensure_bridge, teardown
+from .apply import Executor
 from .config import Config, Segment
 from .errors import UsageError, run_guarded
 from .lock import BridgeLock
@@ -58,8 +59,8 @@ def up(config: Config, vlans: Sequence[int], verbose: bool) -> int:
         def record(command: str) -> None:
             done.append(command)
             trace(command)
-        with BridgeLock(segment.bridge) as lock:
-            ensure_bridge(nl, segment, lock, record,
+        with BridgeLock(segment.bridge) as lock, Executor(nl, trace=record) as run:
+            ensure_bridge(nl, segment, lock, run,
                           lambda message: warn(f"up: {segment.key}", message), create=True)
         uplink = f" with uplink {segment.uplink_port}" if segment.uplink_port else ""
         return f"{'set up' if done else 'already up'}{uplink}"

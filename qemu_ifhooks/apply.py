@@ -11,7 +11,7 @@ from .plan import (BridgeVlanAdd, BridgeVlanDel, CreateBridge, CreateVlan, Delet
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
-    from typing import Callable, Dict, Iterable, List, Optional
+    from typing import Callable, Dict, Iterable, List, Optional, Set
 
 
 def kernel_error(op: Op, error: OSError) -> HookError:
@@ -28,47 +28,101 @@ def kernel_error(op: Op, error: OSError) -> HookError:
 
 
 class Executor:
-    """Applies operations, resolving interface names to indexes once each."""
+    """Applies operations, resolving interface names to indexes once each, and keeps
+    what undoes them: used as a context manager, it rolls back every change made
+    within it when the block fails, so that a failed run leaves the kernel as it was.
+
+    Undone: links created (deleted again), ports enslaved, MTUs, up/down, aliases and
+    bridge VLANs set on links that existed before. Not undone: deletions (the admin's
+    `down`), which nothing earlier in a run depends on."""
 
     def __init__(self, nl: Netlink, known: Iterable[Optional[Link]] = (),
                  trace: Callable[[str], None] = lambda command: None):
         self.nl = nl
         self.trace = trace
-        self.indexes: Dict[str, int] = {link.name: link.index for link in known if link}
+        self.indexes: Dict[str, int] = {}
+        self.before: Dict[str, Link] = {}  # links as they were before this run changed them
+        self.created: Set[str] = set()
+        self.undo: List[Op] = []
+        self.know(*known)
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is not None:
+            self.rollback()
+
+    def know(self, *links: Optional[Link]) -> None:
+        """Links as just observed: their indexes, and their state where this run has
+        not changed them yet (the state a rollback returns them to)."""
+        for link in links:
+            if link is None:
+                continue
+            self.indexes[link.name] = link.index
+            changed = link.name in self.created or any(op.ifname == link.name for op in self.undo)
+            if not changed:
+                self.before[link.name] = link
 
     def index(self, name: str) -> int:
         if name not in self.indexes:
             link = self.nl.get_link(name)
             if link is None:
                 raise UnavailableError(f"{name} does not exist")
-            self.indexes[name] = link.index
+            self.know(link)
         return self.indexes[name]
 
     def apply(self, ops: Iterable[Op]) -> None:
-        """Carry out `ops` in order. When one fails, the links created so far are
-        deleted again: a failure leaves nothing half-built."""
-        created: List[str] = []
-        try:
-            for op in ops:
-                self.trace(op.command())
-                try:
-                    self._apply(op)
-                except OSError as error:
-                    raise kernel_error(op, error) from None
-                if isinstance(op, (CreateBridge, CreateVlan)):
-                    created.append(op.ifname)
-        except BaseException:
-            self._undo(created)
-            raise
-
-    def _undo(self, created: List[str]) -> None:
-        for name in reversed(created):
-            undo = DeleteLink(name)
-            self.trace(f"{undo.command()} (undo)")
+        """Carry out `ops` in order, keeping the inverse of each."""
+        for op in ops:
+            self.trace(op.command())
             try:
-                self._apply(undo)
+                inverse = self._inverse(op)
+                self._apply(op)
+            except OSError as error:
+                raise kernel_error(op, error) from None
+            if isinstance(op, (CreateBridge, CreateVlan)):
+                self.created.add(op.ifname)
+            if inverse is not None:
+                self.undo.append(inverse)
+
+    def _inverse(self, op: Op) -> Optional[Op]:
+        """What returns the kernel to its state before `op`; None when nothing needs to
+        (a link created in this run goes away whole) or nothing can (a deletion)."""
+        if isinstance(op, (CreateBridge, CreateVlan)):
+            return DeleteLink(op.ifname)
+        if op.ifname in self.created or isinstance(op, DeleteLink):
+            return None
+        self.index(op.ifname)  # makes sure its state before is known
+        was = self.before[op.ifname]
+        if isinstance(op, SetMtu):
+            return SetMtu(op.ifname, was.mtu) if was.mtu != op.mtu else None
+        if isinstance(op, SetMaster):
+            return SetNoMaster(op.ifname) if not was.master else None
+        if isinstance(op, SetUp):
+            return SetDown(op.ifname) if not was.is_up else None
+        if isinstance(op, SetDown):
+            return SetUp(op.ifname) if was.is_up else None
+        if isinstance(op, SetAlias):
+            return SetAlias(op.ifname, was.alias or "")
+        if isinstance(op, BridgeVlanAdd):
+            return BridgeVlanDel(op.ifname, op.vid)
+        if isinstance(op, BridgeVlanDel):
+            return BridgeVlanAdd(op.ifname, op.vid)
+        return None  # SetNoMaster: only `down` detaches, and it is not rolled back
+
+    def rollback(self) -> None:
+        """Undo this run's changes, newest first. Best effort: the error that caused the
+        rollback is the one to report."""
+        while self.undo:
+            op = self.undo.pop()
+            self.trace(f"{op.command()} (undo)")
+            try:
+                self._apply(op)
             except (OSError, HookError):
-                pass  # the error being raised matters more
+                pass
+            if isinstance(op, DeleteLink):
+                self.created.discard(op.ifname)
 
     def _apply(self, op: Op) -> None:
         nl = self.nl

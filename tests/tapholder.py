@@ -20,7 +20,7 @@ def main() -> None:
     fds = []
     for name in names:
         fd = os.open("/dev/net/tun", os.O_RDWR)
-        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), mode | IFF_NO_PI))
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", os.fsencode(name), mode | IFF_NO_PI))
         fds.append(fd)
     print("ready", flush=True)
     sys.stdin.read()
