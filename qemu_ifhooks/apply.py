@@ -18,7 +18,13 @@ def kernel_error(op: Op, error: OSError) -> HookError:
     """Map the kernel's refusal of one operation to the exit-status table."""
     if isinstance(error, MissingKernelFeature):
         return kernel_lacks(error.feature)
-    what = f"'{op.command()}' failed: {error.strerror or error}"
+    return refusal(f"'{op.command()}'", error)
+
+
+def refusal(what: str, error: OSError) -> HookError:
+    """Map the kernel's refusal of `what` (an operation, or a netlink query) to the
+    exit-status table."""
+    what = f"{what} failed: {error.strerror or error}"
     if error.errno in (errno.EPERM, errno.EACCES):
         return PermissionDenied(f"{what}; the hook needs CAP_NET_ADMIN (run QEMU as root, "
                                 f"or give the hook the capability)")

@@ -11,6 +11,7 @@ import os
 import sys
 
 from .actions import attach, detach
+from .apply import refusal
 from .config import load_config
 from .errors import HookError, UsageError, run_guarded
 from .hookname import IFUP, HookName, parse_hook_name, resolve_segment
@@ -32,11 +33,14 @@ def run(hook: HookName, tap: str, label: str, config_path: Optional[str] = None)
             raise UsageError(f"invalid interface name {tap!r}: {problem}")
         segment = resolve_segment(load_config(config_path), hook, tap)
         log.bridge, log.vlan = segment.bridge, segment.vlan
-        with Netlink() as nl:
-            if hook.action == IFUP:
-                attach(nl, segment, tap, log.op, lambda message: warn(label, message))
-            else:
-                detach(nl, segment, tap, log.op, log.note)
+        try:
+            with Netlink() as nl:
+                if hook.action == IFUP:
+                    attach(nl, segment, tap, log.op, lambda message: warn(label, message))
+                else:
+                    detach(nl, segment, tap, log.op, log.note)
+        except OSError as error:  # a query refused; operations raise HookErrors already
+            raise refusal("a netlink request", error) from None
     except HookError as error:
         log.finish("failed", error.status, str(error))
         raise
