@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import stat
 
-from .errors import ConfigError, PermissionDenied
+from .errors import ConfigError, PermissionDenied, one_line
 from .ifname import ifname_problem
 from .record import Record
 
@@ -220,7 +220,8 @@ class _Parser:
         self.path = path
 
     def fail(self, keypath: str, message: str) -> ConfigError:
-        if len(keypath) > 2 * ECHO_LIMIT:  # keys come from the file too
+        keypath = one_line(keypath)  # keys come from the file too: any text, any length
+        if len(keypath) > 2 * ECHO_LIMIT:
             keypath = keypath[:2 * ECHO_LIMIT - 3] + "..."
         return ConfigError(f"{self.path}: {keypath}: {message}")
 
