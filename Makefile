@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # Debian packages the demo and the tests use; the second line builds and checks
 # the .deb and the .rpm (make deb, make rpm, tests/test_packaging.py).
 APT_PACKAGES = python3-venv python3-pip iproute2 ethtool util-linux qemu-system-x86 \
-               busybox-static cpio kmod mandoc man-db nftables iptables \
+               busybox-static cpio kmod strace mandoc man-db nftables iptables \
                build-essential debhelper dh-python pybuild-plugin-pyproject python3-all \
                python3-hatchling python3-installer lintian systemd rpm rpmlint
 
