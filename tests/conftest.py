@@ -222,8 +222,8 @@ class Hooks:
         return self.config
 
     def env(self, **extra: str) -> Dict[str, str]:
-        return dict(os.environ, QEMU_IFHOOKS_CONFIG=str(self.config),
-                    QEMU_IFHOOKS_LOG=str(self.log), **extra)
+        return {**os.environ, "QEMU_IFHOOKS_CONFIG": str(self.config),
+                "QEMU_IFHOOKS_LOG": str(self.log), **extra}
 
     def entry(self, name: str) -> Path:
         path = self.dir / name
