@@ -13,8 +13,8 @@ import errno
 import os
 import struct
 
-from .netlink import (NETLINK_GENERIC, Netlink, _attr, _attr_items, _attrs, _cstr,
-                      _GENLMSGHDR, _nested)
+from .nlsocket import (NETLINK_GENERIC, NetlinkSocket, _attr, _attr_items, _attrs, _cstr,
+                       _GENLMSGHDR, _nested)
 from .record import Record
 
 __all__ = ["Offloads", "read_offloads"]
@@ -67,7 +67,7 @@ def _active_features(bitset) -> set:
 
 def _read_netlink(name: bytes) -> Offloads | None:
     """Over ethtool netlink; None when the kernel does not have it."""
-    with Netlink(NETLINK_GENERIC) as nl:
+    with NetlinkSocket(NETLINK_GENERIC) as nl:
         family = nl.genl_family(_ETHTOOL_GENL_NAME)
         if family is None:
             return None

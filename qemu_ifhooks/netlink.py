@@ -1,8 +1,6 @@
-"""Minimal rtnetlink (NETLINK_ROUTE) client for the hook's hot path.
-
-Standard library only: QEMU runs the hook on every VM start, so importing a
-full netlink library would cost more than the work itself.  One socket, one
-request per operation, and only the attributes ``Link`` needs are decoded.
+"""Minimal rtnetlink (NETLINK_ROUTE) client for the hook's hot path: links, bridge
+ports and addresses, over the transport of nlsocket.py.  One request per operation,
+and only the attributes ``Link`` needs are decoded.
 
 802.1Q: ``create_vlan`` makes a VLAN subinterface, ``create_bridge`` can turn on
 VLAN filtering, and ``bridge_vlan_add``/``bridge_vlan_del``/``bridge_vlans`` edit
@@ -18,13 +16,13 @@ kernel option is missing instead of showing a bare netlink error.
 from __future__ import annotations
 
 import errno
-import os
 import struct
 
-# The C module itself: `socket` would add enum, selectors and collections to every
-# hook start (about 2.5 ms) for nothing the hook uses.
-import _socket as socket
+import _socket as socket  # not `socket`: see nlsocket.py
 
+from .nlsocket import (NETLINK_GENERIC, NETLINK_ROUTE, _NLM_F_CREATE, _NLM_F_EXCL,
+                       NetlinkSocket, _attr, _attr_items, _attrs, _cstr, _nested, _u16_attr,
+                       _u32_attr, _U16, _U32)
 from .record import Record
 
 __all__ = [
@@ -45,36 +43,6 @@ __all__ = [
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
 IFF_LOWER_UP = 0x10000
-
-# netlink header (linux/netlink.h)
-_NLMSG_NOOP = 1
-_NLMSG_ERROR = 2
-_NLMSG_DONE = 3
-_NLMSG_OVERRUN = 4
-_NLM_F_REQUEST = 0x1
-_NLM_F_MULTI = 0x2
-_NLM_F_ACK = 0x4
-_NLM_F_DUMP_INTR = 0x10
-_NLM_F_DUMP = 0x300
-_NLM_F_EXCL = 0x200
-_NLM_F_CREATE = 0x400
-_NLM_F_ACK_TLVS = 0x200  # on NLMSG_ERROR: extended-ack attributes follow
-_NLM_F_CAPPED = 0x100  # on NLMSG_ERROR: the request is not echoed back
-_NLMSGERR_ATTR_MSG = 1
-_NLA_F_NESTED = 0x8000
-_NLA_TYPE_MASK = 0x3FFF
-_SOL_NETLINK = 270
-_NETLINK_CAP_ACK = 10
-_NETLINK_EXT_ACK = 11
-_NETLINK_GET_STRICT_CHK = 12
-
-NETLINK_ROUTE = 0
-NETLINK_GENERIC = 16
-# generic netlink controller (linux/genetlink.h)
-_GENL_ID_CTRL = 0x10
-_CTRL_CMD_GETFAMILY = 3
-_CTRL_ATTR_FAMILY_ID = 1
-_CTRL_ATTR_FAMILY_NAME = 2
 
 # rtnetlink (linux/rtnetlink.h, linux/if_link.h, linux/if_addr.h)
 _RTM_NEWLINK = 16
@@ -122,17 +90,10 @@ _IFNAMSIZ = 16
 _IFALIASZ = 256
 _USER_HZ = 100  # the bridge speaks clock_t (1/100 s), whatever the kernel HZ
 
-_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
-_GENLMSGHDR = struct.Struct("=BBH")  # cmd, version, reserved
 _IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
-_NLATTR = struct.Struct("=HH")
-_U32 = struct.Struct("=I")
-_U16 = struct.Struct("=H")
 _BRIDGE_VLAN_INFO = struct.Struct("=HH")  # flags, vid
-_I32 = struct.Struct("=i")
 
-_RECV_BUF = 64 * 1024
 
 
 class Link(Record):
@@ -168,55 +129,6 @@ class Link(Record):
     @property
     def is_tap(self) -> bool:
         return self.kind == "tun" and self.tun_type == "tap"
-
-
-def _align(n: int) -> int:
-    return (n + 3) & ~3
-
-
-def _attr(kind: int, payload: bytes) -> bytes:
-    n = _NLATTR.size + len(payload)
-    return _NLATTR.pack(n, kind) + payload + b"\0" * (_align(n) - n)
-
-
-def _nested(kind: int, *attrs: bytes) -> bytes:
-    return _attr(kind | _NLA_F_NESTED, b"".join(attrs))
-
-
-def _u32_attr(kind: int, value: int) -> bytes:
-    return _attr(kind, _U32.pack(value))
-
-
-def _u16_attr(kind: int, value: int) -> bytes:
-    return _attr(kind, _U16.pack(value))
-
-
-def _attr_items(data, offset: int = 0):
-    """Attributes of one level as (type, memoryview) in order, duplicates kept."""
-    end = len(data)
-    while offset + 4 <= end:
-        n, kind = _NLATTR.unpack_from(data, offset)
-        if n < 4 or offset + n > end:
-            break
-        yield kind & _NLA_TYPE_MASK, data[offset + 4 : offset + n]
-        offset += _align(n)
-
-
-def _attrs(data, offset: int = 0) -> dict:
-    """Attributes of one level as {type: memoryview}; later duplicates win."""
-    out = {}
-    end = len(data)
-    while offset + 4 <= end:
-        n, kind = _NLATTR.unpack_from(data, offset)
-        if n < 4 or offset + n > end:
-            break
-        out[kind & _NLA_TYPE_MASK] = data[offset + 4 : offset + n]
-        offset += _align(n)
-    return out
-
-
-def _cstr(view) -> str:
-    return bytes(view).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
 def _ifname(name: str) -> bytes:
@@ -342,143 +254,9 @@ def _vid(vid: int, low: int = 1) -> int:
     return vid
 
 
-def _raise_nlerror(err: int, msg: str | None) -> None:
-    exc = OSError(err, os.strerror(err))  # picks PermissionError, FileExistsError, ...
-    exc.extack = msg  # kernel's explanation, when it gave one
-    raise exc
-
-
-class Netlink:
-    """One NETLINK_ROUTE socket (or NETLINK_GENERIC, for ``genl_family`` and
-    ``request``); use as a context manager (closes the socket)."""
-
-    def __init__(self, protocol: int = NETLINK_ROUTE) -> None:
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, protocol)
-        try:
-            self._sock.bind((0, 0))
-            self._pid = self._sock.getsockname()[0]
-        except BaseException:
-            self._sock.close()
-            raise
-        # All optional: they only make replies smaller or errors clearer.
-        # Strict checking lets the kernel filter address dumps by ifindex.
-        for opt in (_NETLINK_CAP_ACK, _NETLINK_EXT_ACK, _NETLINK_GET_STRICT_CHK):
-            try:
-                self._sock.setsockopt(_SOL_NETLINK, opt, 1)
-            except OSError:
-                pass
-        self._seq = 0
-        self._buf = bytearray(_RECV_BUF)
-        self._ext_mask = True
-        self._intr = False
-
-    def close(self) -> None:
-        self._sock.close()
-
-    def __enter__(self) -> Netlink:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    # -- transport ---------------------------------------------------------
-
-    def _send(self, msg_type: int, flags: int, payload: bytes) -> int:
-        self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
-        hdr = _NLMSGHDR.pack(_NLMSGHDR.size + len(payload), msg_type, _NLM_F_REQUEST | flags, self._seq, 0)
-        self._sock.sendto(hdr + payload, (0, 0))
-        return self._seq
-
-    def _recv(self) -> memoryview:
-        # Peek first so a datagram bigger than the buffer is never cut short.
-        n = self._sock.recv_into(self._buf, len(self._buf), socket.MSG_PEEK | socket.MSG_TRUNC)
-        if n > len(self._buf):
-            self._buf = bytearray(n)
-        n = self._sock.recv_into(self._buf, len(self._buf))
-        return memoryview(self._buf)[:n]
-
-    def _messages(self, seq: int):
-        """Yield (type, flags, payload) of replies to `seq` until its end.
-
-        The end is the first non-multipart reply, NLMSG_DONE, or an ack.
-        Negative errors are raised; stale replies to earlier requests are skipped.
-        """
-        while True:
-            data = self._recv()
-            offset = 0
-            while offset + _NLMSGHDR.size <= len(data):
-                length, mtype, flags, mseq, mpid = _NLMSGHDR.unpack_from(data, offset)
-                if length < _NLMSGHDR.size or offset + length > len(data):
-                    raise OSError(errno.EPROTO, "truncated netlink message")
-                payload = bytes(data[offset + _NLMSGHDR.size : offset + length])
-                offset += _align(length)
-                if mseq != seq or mpid != self._pid:
-                    continue
-                if flags & _NLM_F_DUMP_INTR:
-                    self._intr = True
-                if mtype == _NLMSG_ERROR:
-                    err = -_I32.unpack_from(payload, 0)[0]
-                    if err:
-                        _raise_nlerror(err, self._extack(payload, flags))
-                    return  # ack
-                if mtype == _NLMSG_DONE:
-                    if len(payload) >= 4 and _I32.unpack_from(payload, 0)[0] < 0:
-                        _raise_nlerror(-_I32.unpack_from(payload, 0)[0], None)
-                    return
-                if mtype == _NLMSG_OVERRUN:
-                    raise OSError(errno.ENOBUFS, "netlink overrun")
-                if mtype == _NLMSG_NOOP:
-                    continue
-                yield mtype, flags, payload
-                if not flags & _NLM_F_MULTI:
-                    return
-
-    @staticmethod
-    def _extack(payload: bytes, flags: int) -> str | None:
-        if not flags & _NLM_F_ACK_TLVS:
-            return None
-        # struct nlmsgerr: error, then the request's header (and body unless capped)
-        offset = 4 + _NLMSGHDR.size
-        if not flags & _NLM_F_CAPPED:
-            offset = 4 + _align(_NLMSGHDR.unpack_from(payload, 4)[0])
-        msg = _attrs(payload, offset).get(_NLMSGERR_ATTR_MSG)
-        return _cstr(msg) if msg is not None else None
-
-    def _request(self, msg_type: int, flags: int, payload: bytes) -> list:
-        seq = self._send(msg_type, flags, payload)
-        return list(self._messages(seq))
-
-    def request(self, msg_type: int, payload: bytes) -> list:
-        """One request; its replies as (type, flags, payload) (for callers that speak
-        a netlink family of their own, such as ethtool.py)."""
-        return self._request(msg_type, 0, payload)
-
-    def genl_family(self, name: str) -> int | None:
-        """The id of a generic netlink family, or None when the kernel has none by
-        that name (on a NETLINK_GENERIC socket)."""
-        payload = _GENLMSGHDR.pack(_CTRL_CMD_GETFAMILY, 1, 0) + _attr(
-            _CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0")
-        try:
-            replies = self._request(_GENL_ID_CTRL, 0, payload)
-        except FileNotFoundError:  # ENOENT: no such family
-            return None
-        for _, _, msg in replies:
-            family = _attrs(msg, _GENLMSGHDR.size).get(_CTRL_ATTR_FAMILY_ID)
-            if family is not None:
-                return _U16.unpack(family[:2])[0]
-        return None
-
-    def _dump(self, msg_type: int, payload: bytes) -> list:
-        # A dump interrupted by concurrent changes is flagged; take a fresh one.
-        for _ in range(5):
-            self._intr = False
-            replies = self._request(msg_type, _NLM_F_DUMP, payload)
-            if not self._intr:
-                break
-        return replies
-
-    def _ack(self, msg_type: int, flags: int, payload: bytes) -> None:
-        self._request(msg_type, flags | _NLM_F_ACK, payload)
+class Netlink(NetlinkSocket):
+    """rtnetlink operations on one NETLINK_ROUTE socket (or NETLINK_GENERIC, for
+    ``genl_family`` and ``request``); use as a context manager (closes the socket)."""
 
     # -- links -------------------------------------------------------------
 
