@@ -14,6 +14,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 from .errors import UsageError
 from .ifname import IFNAMSIZ, ifname_problem
+from .qemuopts import join_opts, split_opts  # noqa: F401 - split_opts: for translate.py
 
 DEFAULT_MODEL = "virtio-net-pci"
 # `-net nic,model=` names that are not device names (QEMU maps them itself).
@@ -24,41 +25,6 @@ _TAP_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 
 Option = Tuple[str, Optional[str]]  # (key, value); value None: a bare flag such as "vhost"
 
-
-# --- QemuOpts text ----------------------------------------------------------------------
-
-def split_opts(text: str) -> List[Option]:
-    """`tap,vlan=0,script=/a,,b` -> [("tap", None), ("vlan", "0"), ("script", "/a,b")]:
-    QEMU's own rule, where ",," is a literal comma inside a value."""
-    parts: List[str] = []
-    current: List[str] = []
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if char == ",":
-            if text[i + 1:i + 2] == ",":
-                current.append(",")
-                i += 2
-                continue
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-        i += 1
-    parts.append("".join(current))
-    options: List[Option] = []
-    for part in parts:
-        key, sep, value = part.partition("=")
-        options.append((key, value if sep else None))
-    return options
-
-
-def join_opts(options: Iterable[Option]) -> str:
-    """The inverse of split_opts: commas in values doubled."""
-    out = []
-    for key, value in options:
-        out.append(key if value is None else f"{key}={value.replace(',', ',,')}")
-    return ",".join(out)
 
 
 def netdev_arg(kind: str, ident: str, options: Iterable[Option] = ()) -> List[str]:
