@@ -6,9 +6,10 @@ is the thin edge that finds, checks and reads the file.
 
 from __future__ import annotations
 
-import os
+import posix  # not os: see env.py
 import stat
 
+from .env import getenv
 from .errors import ConfigError, PermissionDenied
 from .ifname import ifname_problem
 from .record import Record
@@ -395,15 +396,15 @@ def parse_config(document: Dict[str, Any], path: str = "<config>") -> Config:
 # --- the file ---------------------------------------------------------------------
 
 def config_path(explicit: Optional[str] = None) -> str:
-    return explicit or os.environ.get(ENV_PATH) or DEFAULT_PATH
+    return explicit or getenv(ENV_PATH) or DEFAULT_PATH
 
 
-def check_secure(path: str, st: os.stat_result) -> None:
+def check_secure(path: str, st: posix.stat_result) -> None:
     """Refuse a config that someone other than root could have written (like sshd's
     StrictModes): it decides which interfaces a root hook enslaves."""
     if not stat.S_ISREG(st.st_mode):
         raise ConfigError(f"{path}: not a regular file")
-    if st.st_uid not in (0, os.geteuid()):
+    if st.st_uid not in (0, posix.geteuid()):
         raise PermissionDenied(f"{path}: insecure: owned by uid {st.st_uid}, not root; "
                                f"run 'chown root: {path}'")
     if st.st_mode & 0o022:
@@ -419,15 +420,15 @@ def read_toml(path: str) -> Dict[str, Any]:
     try:
         # O_NONBLOCK: opening a FIFO would otherwise wait for a writer, and QEMU waits
         # for the hook with no timeout. It changes nothing for a regular file.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = posix.open(path, posix.O_RDONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
         with open(fd, "rb") as f:
-            st = os.fstat(fd)
+            st = posix.fstat(fd)
             check_secure(path, st)
             document = configcache.load(path, st)
             if document is not None:
                 return document
             data = f.read()
-            unchanged = _same_file_state(st, os.fstat(fd))
+            unchanged = _same_file_state(st, posix.fstat(fd))
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found; write one (see qemu-ifhooks.toml(5)) "
                           f"or point {ENV_PATH} at it") from None
@@ -439,7 +440,7 @@ def read_toml(path: str) -> Dict[str, Any]:
     return document
 
 
-def _same_file_state(a: os.stat_result, b: os.stat_result) -> bool:
+def _same_file_state(a: posix.stat_result, b: posix.stat_result) -> bool:
     return (a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_size, b.st_mtime_ns, b.st_ctime_ns)
 
 

@@ -7,7 +7,7 @@ modules; pyroute2 stays out of it.
 
 from __future__ import annotations
 
-import os
+import posix  # not os: see env.py
 import sys
 
 from .actions import attach, detach
@@ -48,7 +48,7 @@ def run(hook: HookName, tap: str, label: str, config_path: Optional[str] = None)
 
 def main(argv: Optional[List[str]] = None) -> None:
     argv = sys.argv if argv is None else argv
-    name = os.path.basename(argv[0]) if argv else "qemu-ifhook"
+    name = argv[0].rpartition("/")[2] if argv else "qemu-ifhook"
     if len(argv) != 2:
         exit_now(run_guarded(name, lambda: _usage(name)))
     tap = argv[1]
@@ -64,7 +64,7 @@ def exit_now(status: int) -> None:
             stream.flush()
         except (OSError, ValueError):
             pass  # QEMU closed the pipe: nothing more to say to it
-    os._exit(status)
+    posix._exit(status)
 
 
 def _usage(name: str) -> None:

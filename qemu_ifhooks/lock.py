@@ -8,8 +8,9 @@ br0 in two namespaces is two bridges.
 from __future__ import annotations
 
 import fcntl
-import os
+import posix  # not os: see env.py
 
+from .env import getenv
 from .errors import LockTimeout, PermissionDenied
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
@@ -20,9 +21,17 @@ RUN_DIR = "/run/qemu-ifhooks"
 DEFAULT_TIMEOUT = 30.0  # seconds; bridge creation takes milliseconds
 
 
+def make_run_dir(path: str = RUN_DIR) -> None:
+    """The directory of locks and caches, whose parent (/run) always exists."""
+    try:
+        posix.mkdir(path, 0o755)
+    except FileExistsError:
+        pass
+
+
 def lock_timeout() -> float:
     try:
-        return float(os.environ.get("QEMU_IFHOOKS_LOCK_TIMEOUT", DEFAULT_TIMEOUT))
+        return float(getenv("QEMU_IFHOOKS_LOCK_TIMEOUT") or DEFAULT_TIMEOUT)
     except ValueError:
         return DEFAULT_TIMEOUT
 
@@ -39,21 +48,21 @@ class BridgeLock:
     def __init__(self, bridge: str, timeout: Optional[float] = None):
         self.bridge = bridge
         self.timeout = lock_timeout() if timeout is None else timeout
-        netns = os.stat("/proc/self/ns/net").st_ino
-        self.path = os.path.join(RUN_DIR, f"{netns}-{bridge}.lock")
+        netns = posix.stat("/proc/self/ns/net").st_ino
+        self.path = f"{RUN_DIR}/{netns}-{bridge}.lock"
         self.fd = -1
 
     def __enter__(self) -> "BridgeLock":
         try:
-            os.makedirs(RUN_DIR, mode=0o755, exist_ok=True)
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            make_run_dir()
+            self.fd = posix.open(self.path, posix.O_RDWR | posix.O_CREAT | posix.O_CLOEXEC, 0o644)
         except PermissionError as e:
             raise PermissionDenied(f"cannot open lock {self.path}: {e.strerror}; the hook "
                                    f"must run as root (CAP_NET_ADMIN)") from None
         return self
 
     def __exit__(self, *exc) -> None:
-        os.close(self.fd)  # closing releases the lock
+        posix.close(self.fd)  # closing releases the lock
 
     def shared(self) -> None:
         self._take(fcntl.LOCK_SH, "shared")

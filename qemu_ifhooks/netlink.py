@@ -18,7 +18,7 @@ kernel option is missing instead of showing a bare netlink error.
 from __future__ import annotations
 
 import errno
-import os
+import posix  # not os: see env.py
 import struct
 
 # The C module itself: `socket` would add enum, selectors and collections to every
@@ -343,7 +343,7 @@ def _vid(vid: int, low: int = 1) -> int:
 
 
 def _raise_nlerror(err: int, msg: str | None) -> None:
-    exc = OSError(err, os.strerror(err))  # picks PermissionError, FileExistsError, ...
+    exc = OSError(err, posix.strerror(err))  # picks PermissionError, FileExistsError, ...
     exc.extack = msg  # kernel's explanation, when it gave one
     raise exc
 

@@ -420,8 +420,11 @@ def test_hook_entry_runs_isolated_on_the_standard_library(netns, hooks, make_ent
     """Both install forms, run as QEMU would: they attach, run no sitecustomize.py from
     QEMU's PYTHONPATH, and import nothing from outside the standard library and the
     project (no site, so no .pth file; no pyroute2)."""
+    from qemu_ifhooks.configcache import RACY_SECONDS
+
     hooks.write_config('[vlan.0]\nbridge = "br0"\n')
     entry = make_entry(hooks)
+    time.sleep(RACY_SECONDS + 0.1)  # old enough to be cached, as on a host: the hot path
     netns.hold_taps("tap0")
     outside = tmp_path / "pythonpath"
     outside.mkdir()
@@ -446,6 +449,7 @@ def test_hook_entry_runs_isolated_on_the_standard_library(netns, hooks, make_ent
     assert netns.master_of("tap0") == "br0"
     imported = imported_modules(done.stderr)
     assert "qemu_ifhooks.netlink" in imported and "site" not in imported
+    assert "os" not in imported and "tomllib" not in imported  # env.py, configcache.py
     foreign = [m for m in imported
                if m.split(".")[0] != "qemu_ifhooks" and m.split(".")[0] not in sys.stdlib_module_names]
     assert not foreign, foreign

@@ -417,7 +417,7 @@ def test_pip_install_into_a_fresh_venv(tmp_path):
     found = sh(bin_dir / "python", "-c", "import qemu_ifhooks; print(qemu_ifhooks.__file__)",
                cwd=tmp_path, env=dict(CLEAN_ENV)).stdout.strip()
     assert found.startswith(str(venv)), found
-    assert_launcher(entries / "ifup-br0", str(bin_dir / "python"),
+    assert_launcher(entries / "ifup-br0", str(bin_dir / "python3"),
                     str(Path(found).parent.parent))
     done = sh(entries / "ifup-br0", cwd=tmp_path, env=dict(CLEAN_ENV), check=False)
     assert done.returncode == 64, done.stderr
