@@ -122,7 +122,7 @@ def controller(args, argv) -> int:
             print(f"bench/run.py: {path} is missing or not executable "
                   f"(make bench installs what it needs)", file=sys.stderr)
             return 2
-    for tool in ("ip", "ethtool"):
+    for tool in ("ip", "ethtool", "qemu-system-x86_64", "unshare"):
         if shutil.which(tool) is None:
             print(f"bench/run.py: {tool} not found (apt-get install iproute2 ethtool)",
                   file=sys.stderr)
@@ -236,8 +236,10 @@ def _end_processes_in(name):
 
 
 def make_hook_dir(workdir: Path) -> None:
-    """The hook as packaging installs it: packaging/qemu-ifhook with its @PYTHONDIR@ set
-    to this checkout, and the two entries QEMU runs, symlinks to it."""
+    """The hook in both install forms: packaging/qemu-ifhook with its @PYTHONDIR@ set to
+    this checkout and the two entries QEMU runs, symlinks to it (in hooks/); and the
+    launchers `qemu-ifhooks install` writes, for Debian's python3 and this checkout
+    (in hooks/installed/)."""
     source = (CHECKOUT / "packaging" / "qemu-ifhook").read_text()
     if "@PYTHONDIR@" not in source:
         raise SystemExit("bench: packaging/qemu-ifhook has no @PYTHONDIR@ to fill in")
@@ -248,6 +250,14 @@ def make_hook_dir(workdir: Path) -> None:
     program.chmod(0o755)
     for entry in (f"ifup-{BRIDGE}", f"ifdown-{BRIDGE}"):
         (hooks / entry).symlink_to("qemu-ifhook")
+    sys.path.insert(0, str(CHECKOUT))
+    from qemu_ifhooks.install import launcher
+
+    (hooks / "installed").mkdir()
+    for entry in (f"ifup-{BRIDGE}", f"ifdown-{BRIDGE}"):
+        path = hooks / "installed" / entry
+        path.write_text(launcher(PYTHON, str(CHECKOUT)))
+        path.chmod(0o755)
     config = workdir / "qemu-ifhooks.toml"
     config.write_text(CONFIG)
     config.chmod(0o644)  # owned by root, not group/other-writable: the hook checks
@@ -460,16 +470,19 @@ class Worker:
         hooks = self.workdir / "hooks"
         self.ifup = str(hooks / f"ifup-{BRIDGE}")
         self.ifdown = str(hooks / f"ifdown-{BRIDGE}")
+        self.installed = {"ifup": str(hooks / "installed" / f"ifup-{BRIDGE}"),
+                          "ifdown": str(hooks / "installed" / f"ifdown-{BRIDGE}")}
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
                "QEMU_IFHOOKS_CONFIG": str(self.workdir / "qemu-ifhooks.toml")}
         self.runner = Runner(self.workdir, env)
         self.net = Net(self.workdir)
         self.ip = self.net.ip
         self.time = GNU_TIME
-        self.latency_taps = {"ours": "lat-ours", "debian": "lat-debian", "naive": "lat-naive"}
+        self.latency_taps = {"ours": "lat-ours", "debian": "lat-debian", "naive": "lat-naive",
+                             "installed": "lat-inst"}
         self.burst_taps = []
         self.results = {"latency": {}, "ifdown": {}, "reference": {}, "scaling": [],
-                        "burst": [], "broken": [], "notes": []}
+                        "burst": [], "broken": [], "notes": [], "vm_start": {}}
 
     def log(self, message) -> None:
         print(f"bench: {message}", flush=True)
@@ -530,6 +543,21 @@ class Worker:
         self.net.expect_detached(tap, f"ifdown-{BRIDGE} {tap}")
         return sample
 
+    def installed_ifup(self, tap):
+        sample = self.runner.run([self.installed["ifup"], tap])
+        self.net.expect_attached(tap, f"installed ifup-{BRIDGE} {tap}")
+        self.net.detach(tap)
+        return sample
+
+    def installed_ifdown(self, tap):
+        self.net.attach(tap)
+        sample = self.runner.run([self.installed["ifdown"], tap])
+        self.net.expect_detached(tap, f"installed ifdown-{BRIDGE} {tap}")
+        return sample
+
+    def floor(self):
+        return self.runner.run([PYTHON, "-IS", "-c", "pass"])
+
     def debian_ifdown(self, tap):
         self.net.attach(tap)
         sample = self.runner.run([DEBIAN_IFDOWN, tap])
@@ -581,6 +609,8 @@ class Worker:
             ("ours", lambda: self.ours_ifup(taps["ours"])),
             ("debian", lambda: self.debian_ifup(taps["debian"])),
             ("naive", lambda: self.naive_ifup(taps["naive"])),
+            ("installed", lambda: self.installed_ifup(taps["installed"])),
+            ("floor", self.floor),  # in every round: the ratios are per round
         ])
 
     def measure_ifdown(self) -> None:
@@ -591,6 +621,8 @@ class Worker:
             ("ours", lambda: self.ours_ifdown(taps["ours"])),
             ("debian", lambda: self.debian_ifdown(taps["debian"])),
             ("debian+ip", lambda: self.debian_ifdown_plus_ip(taps["naive"])),
+            ("installed", lambda: self.installed_ifdown(taps["installed"])),
+            ("floor", self.floor),
         ])
         timed = self.ip_alone[-self.args.runs:]  # the warm-up rounds' calls are dropped
         got["ip"] = {"ms": [s["ms"] for s in timed]}
@@ -716,6 +748,52 @@ class Worker:
             "br0_ports": ports, "links": len(links), "other_bridges": other_bridges,
             "ours": got["ours"], "debian": got["debian"]})
 
+    def vm_once(self, netdev: str, tap) -> dict:
+        """QEMU with one NIC and no guest, quit at once on its monitor (which runs the
+        downscript), timed as a whole. It runs in a private mount namespace whose /etc is
+        an overlay holding qemu/bridge.conf for qemu-bridge-helper (Debian ships none):
+        the host's /etc is never written. Every variant pays the same wrapper."""
+        etc = self.workdir / "etc-overlay"
+        setup = (f"mount -t tmpfs tmpfs {etc} && mkdir {etc}/u {etc}/u/qemu {etc}/w && "
+                 f"echo 'allow {BRIDGE}' > {etc}/u/qemu/bridge.conf && "
+                 f"mount -t overlay overlay -o lowerdir=/etc,upperdir={etc}/u,workdir={etc}/w "
+                 f"/etc && exec \"$@\"")
+        argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", setup, "sh",
+                "qemu-system-x86_64", "-accel", "tcg", "-S", "-nodefaults", "-display", "none",
+                "-monitor", "stdio", "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0"]
+        ports = self.net.ports()
+        start = time.perf_counter()
+        qemu = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, env=self.runner.env)
+        _, err = qemu.communicate(b"quit\n", timeout=60)
+        elapsed = time.perf_counter() - start
+        if qemu.returncode != 0:
+            raise Broken(f"QEMU with -netdev {netdev} exited {qemu.returncode}: "
+                         f"{err.decode(errors='replace').strip()}")
+        if tap is not None and tap in self.net.links():
+            raise Broken(f"QEMU with -netdev {netdev} left {tap} behind")
+        if self.net.ports() != ports:
+            raise Broken(f"QEMU with -netdev {netdev} left {BRIDGE} with other ports")
+        return {"ms": elapsed * 1000}
+
+    def measure_vm_start(self) -> None:
+        runs, warmup = min(self.args.runs, 20), min(self.args.warmup, 2)
+        self.log(f"VM start: QEMU -S with one NIC, quit at once; {warmup} warm-up + {runs} "
+                 f"runs each, alternating")
+        (self.workdir / "etc-overlay").mkdir()
+        tap = "vm-tap0"
+
+        def tap_with(up, down):
+            return f"tap,id=n0,ifname={tap},script={up},downscript={down}"
+        self.results["vm_start"] = self.alternate([
+            ("script=no", lambda: self.vm_once(tap_with("no", "no"), tap)),
+            ("qemu-bridge-helper", lambda: self.vm_once(f"bridge,id=n0,br={BRIDGE}", None)),
+            ("debian", lambda: self.vm_once(tap_with(DEBIAN_IFUP, DEBIAN_IFDOWN), tap)),
+            ("ours", lambda: self.vm_once(tap_with(self.ifup, self.ifdown), tap)),
+            ("installed", lambda: self.vm_once(tap_with(self.installed["ifup"],
+                                                        self.installed["ifdown"]), tap)),
+        ], runs=runs, warmup=warmup)
+
     def let_config_settle(self) -> None:
         config = self.workdir / "qemu-ifhooks.toml"
         wait = CONFIG_SETTLE_SECONDS - (time.time() - config.stat().st_mtime)
@@ -731,6 +809,7 @@ class Worker:
         self.measure_ifup()
         self.measure_ifdown()
         self.measure_memory()
+        self.measure_vm_start()
         self.measure_burst(f"{BRIDGE} present", bridge_present=True)
         self.measure_burst(f"{BRIDGE} absent, created by the hooks", bridge_present=False)
         self.measure_scaling()

@@ -6,9 +6,10 @@ is the thin edge that finds, checks and reads the file.
 
 from __future__ import annotations
 
-import os
+import posix  # not os: see env.py
 import stat
 
+from .env import getenv
 from .errors import ConfigError, PermissionDenied, one_line
 from .ifname import ifname_problem
 from .record import Record
@@ -419,15 +420,15 @@ def parse_config(document: Dict[str, Any], path: str = "<config>") -> Config:
 # --- the file ---------------------------------------------------------------------
 
 def config_path(explicit: Optional[str] = None) -> str:
-    return explicit or os.environ.get(ENV_PATH) or DEFAULT_PATH
+    return explicit or getenv(ENV_PATH) or DEFAULT_PATH
 
 
-def check_secure(path: str, st: os.stat_result) -> None:
+def check_secure(path: str, st: posix.stat_result) -> None:
     """Refuse a config that someone other than root could have written (like sshd's
     StrictModes): it decides which interfaces a root hook enslaves."""
     if not stat.S_ISREG(st.st_mode):
         raise ConfigError(f"{path}: not a regular file")
-    if st.st_uid not in (0, os.geteuid()):
+    if st.st_uid not in (0, posix.geteuid()):
         raise PermissionDenied(f"{path}: insecure: owned by uid {st.st_uid}, not root; "
                                f"run 'chown root: {path}'")
     if st.st_mode & 0o022:
@@ -438,20 +439,21 @@ def check_secure(path: str, st: os.stat_result) -> None:
 def check_directories(path: str) -> None:
     """Refuse a config in a directory that others could write to (as sshd's StrictModes
     does): whoever can write there can replace the file. The sticky bit of a directory
-    like /tmp keeps others from replacing root's files in it."""
-    directory = os.path.dirname(os.path.realpath(path))
+    like /tmp keeps others from replacing root's files in it. Each directory of the
+    path is checked as the path reaches it (through symbolic links)."""
+    absolute = path if path.startswith("/") else f"{posix.getcwd()}/{path}"
+    directory = absolute.rpartition("/")[0] or "/"
     while True:
-        st = os.stat(directory)
+        st = posix.stat(directory)
         sticky = st.st_mode & stat.S_ISVTX and st.st_uid == 0
-        if st.st_uid not in (0, os.geteuid()) or (st.st_mode & 0o022 and not sticky):
-            owner = f"owned by uid {st.st_uid}" if st.st_uid not in (0, os.geteuid()) \
+        if st.st_uid not in (0, posix.geteuid()) or (st.st_mode & 0o022 and not sticky):
+            owner = f"owned by uid {st.st_uid}" if st.st_uid not in (0, posix.geteuid()) \
                 else f"writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
             raise PermissionDenied(f"{path}: insecure: its directory {directory} is {owner}; "
                                    f"keep the config where only root can write")
-        parent = os.path.dirname(directory)
-        if parent == directory:
+        if directory == "/":
             return
-        directory = parent
+        directory = directory.rpartition("/")[0] or "/"
 
 
 def read_toml(path: str) -> Dict[str, Any]:
@@ -462,16 +464,16 @@ def read_toml(path: str) -> Dict[str, Any]:
     try:
         # O_NONBLOCK: opening a FIFO would otherwise wait for a writer, and QEMU waits
         # for the hook with no timeout. It changes nothing for a regular file.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = posix.open(path, posix.O_RDONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
         with open(fd, "rb") as f:
-            st = os.fstat(fd)
+            st = posix.fstat(fd)
             check_secure(path, st)
             check_directories(path)
             document = configcache.load(path, st)
             if document is not None:
                 return document
             data = f.read(MAX_CONFIG_BYTES + 1)
-            unchanged = _same_file_state(st, os.fstat(fd))
+            unchanged = _same_file_state(st, posix.fstat(fd))
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found; write one (see qemu-ifhooks.toml(5)) "
                           f"or point {ENV_PATH} at it") from None
@@ -483,7 +485,7 @@ def read_toml(path: str) -> Dict[str, Any]:
     return document
 
 
-def _same_file_state(a: os.stat_result, b: os.stat_result) -> bool:
+def _same_file_state(a: posix.stat_result, b: posix.stat_result) -> bool:
     return (a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_size, b.st_mtime_ns, b.st_ctime_ns)
 
 

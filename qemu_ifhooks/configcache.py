@@ -20,12 +20,12 @@ group or others, like the config.
 from __future__ import annotations
 
 import marshal
-import os
+import posix  # not os: see env.py
 import sys
 import time
 import zlib
 
-from .lock import RUN_DIR
+from .lock import RUN_DIR, make_run_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,33 +37,34 @@ RACY_SECONDS = 2
 
 def cache_path(config_path: str) -> str:
     # One file per config path; a collision only costs a parse (the path is in the key).
-    return os.path.join(RUN_DIR, f"config-{zlib.crc32(os.fsencode(config_path)):08x}.cache")
+    path = config_path.encode("utf-8", "surrogateescape")
+    return f"{RUN_DIR}/config-{zlib.crc32(path):08x}.cache"
 
 
-def cache_key(config_path: str, st: os.stat_result) -> tuple:
+def cache_key(config_path: str, st: posix.stat_result) -> tuple:
     return (FORMAT, sys.version_info[:2], config_path, st.st_dev, st.st_ino, st.st_size,
             st.st_mtime_ns, st.st_ctime_ns)
 
 
-def load(config_path: str, st: os.stat_result) -> Optional[Dict[str, Any]]:
+def load(config_path: str, st: posix.stat_result) -> Optional[Dict[str, Any]]:
     """The cached document for the config file with stat `st`, or None."""
     try:
-        fd = os.open(cache_path(config_path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = posix.open(cache_path(config_path), posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_CLOEXEC)
     except OSError:
         return None
     try:
-        own = os.fstat(fd)
-        if own.st_uid not in (0, os.geteuid()) or own.st_mode & 0o022:
+        own = posix.fstat(fd)
+        if own.st_uid not in (0, posix.geteuid()) or own.st_mode & 0o022:
             return None
-        key, document = marshal.loads(os.read(fd, own.st_size + 1))
+        key, document = marshal.loads(posix.read(fd, own.st_size + 1))
     except Exception:  # noqa: BLE001 - a damaged or foreign cache is a miss
         return None
     finally:
-        os.close(fd)
+        posix.close(fd)
     return document if key == cache_key(config_path, st) else None
 
 
-def store(config_path: str, st: os.stat_result, document: Dict[str, Any]) -> None:
+def store(config_path: str, st: posix.stat_result, document: Dict[str, Any]) -> None:
     """Keep `document`, parsed from the config file with stat `st`, for later hooks.
     Best effort: a hook without write access, or a fresh file, just parses again."""
     now = time.time_ns()
@@ -74,17 +75,18 @@ def store(config_path: str, st: os.stat_result, document: Dict[str, Any]) -> Non
     except ValueError:  # a TOML date or time: not worth caching
         return
     path = cache_path(config_path)
-    temporary = f"{path}.{os.getpid()}"
+    temporary = f"{path}.{posix.getpid()}"
     try:
-        os.makedirs(RUN_DIR, mode=0o755, exist_ok=True)
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        make_run_dir(RUN_DIR)
+        fd = posix.open(temporary, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_CLOEXEC,
+                        0o644)
         try:
-            os.write(fd, data)
+            posix.write(fd, data)
         finally:
-            os.close(fd)
-        os.replace(temporary, path)  # concurrent hooks write the same bytes; one wins
+            posix.close(fd)
+        posix.replace(temporary, path)  # concurrent hooks write the same bytes; one wins
     except OSError:
         try:
-            os.unlink(temporary)
+            posix.unlink(temporary)
         except OSError:
             pass

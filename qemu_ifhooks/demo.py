@@ -24,7 +24,7 @@ from typing import List, Optional
 
 from .config import load_config
 from .errors import ExitStatus, PermissionDenied, UnavailableError
-from .install import install
+from .install import describe, install, read_launcher
 
 CONFIG = """\
 # The seed's two QEMU VLANs: one bridge each, each with its own uplink adapter.
@@ -106,7 +106,7 @@ class Demo:
         hooks = os.path.join(self.workdir, "hooks")
         say("\n3. qemu-ifhooks install --dir " + hooks)
         for path in install(load_config(config_path), hooks, force=False):
-            say(f"   {path} -> {os.readlink(path)}")
+            say(f"   {path}: runs {describe(*read_launcher(path))}")
         return hooks
 
     def qemu_command(self, hooks: str, guest: Optional[str]) -> List[str]:

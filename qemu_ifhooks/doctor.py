@@ -37,8 +37,8 @@ class HookEntry:
     path: str
     exists: bool  # the name exists (a dangling symlink too)
     executable: bool  # QEMU can execv() it (X_OK, following symlinks)
-    ours: bool  # a symlink to a qemu-ifhook program
-    target: Optional[str] = None  # where it resolves to
+    ours: bool  # an entry `install` wrote (or a symlink to a qemu-ifhook program)
+    target: Optional[str] = None  # how it starts the hook, or where it resolves to
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class Facts:
     drops: Tuple[Drop, ...] = ()
     firewall_problems: Tuple[str, ...] = ()
     tun_problem: Optional[str] = None  # None: /dev/net/tun is usable
-    hook_program: Optional[str] = None  # this installation's hook program
+    hook_program: Optional[str] = None  # how this installation's entries start the hook
     hook_dirs: Tuple[HookDir, ...] = ()
     vlan_support: Optional[bool] = None  # 8021q: None when unknown
     vlan_filtering_support: Optional[bool] = None

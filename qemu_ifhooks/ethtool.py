@@ -10,7 +10,7 @@ buffer needs `array`, an import that costs more than the rest of the hook.
 from __future__ import annotations
 
 import errno
-import os
+import posix  # not os: see env.py
 import struct
 
 from .nlsocket import (NETLINK_GENERIC, NetlinkSocket, _attr, _attr_items, _attrs, _cstr,
@@ -48,7 +48,7 @@ class Offloads(Record):
 
 
 def _no_device(name: bytes) -> FileNotFoundError:
-    return FileNotFoundError(errno.ENODEV, os.strerror(errno.ENODEV),
+    return FileNotFoundError(errno.ENODEV, posix.strerror(errno.ENODEV),
                              name.decode("utf-8", "surrogateescape"))
 
 

@@ -117,7 +117,7 @@ def tun_problem(path: str = "/dev/net/tun") -> Optional[str]:
 
 
 def hook_dirs(config, directories: Sequence[str]) -> Tuple[HookDir, ...]:
-    from .install import entry_names, is_ours
+    from .install import describe, entry_names, is_ours, read_launcher
 
     out = []
     names = [name for pair in entry_names(config) for name in pair] if config else []
@@ -130,19 +130,22 @@ def hook_dirs(config, directories: Sequence[str]) -> Tuple[HookDir, ...]:
             path = os.path.join(directory, name)
             exists = os.path.lexists(path)
             target = os.path.realpath(path) if os.path.exists(path) else None
+            started = read_launcher(path) if target else None
             entries.append(HookEntry(name, path, exists,
                                      exists and target is not None and os.path.isfile(target)
                                      and os.access(path, os.X_OK),
-                                     exists and is_ours(path), target))
+                                     exists and is_ours(path),
+                                     describe(*started) if started else target))
         out.append(HookDir(directory, True, tuple(entries)))
     return tuple(out)
 
 
 def this_hook_program() -> Optional[str]:
-    from .install import hook_program
+    """How this installation's entries start the hook (as HookEntry.target has it)."""
+    from .install import describe, this_installation
 
     try:
-        return os.path.realpath(hook_program())
+        return describe(*this_installation())
     except HookError:
         return None
 

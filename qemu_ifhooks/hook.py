@@ -7,7 +7,7 @@ modules; pyroute2 stays out of it.
 
 from __future__ import annotations
 
-import os
+import posix  # not os: see env.py
 import sys
 
 from .actions import attach, detach
@@ -53,7 +53,7 @@ def run(hook: HookName, tap: str, label: str, config_path: Optional[str] = None)
 def main(argv: Optional[List[str]] = None) -> None:
     argv = sys.argv if argv is None else argv
     keep_standard_fds_taken()
-    name = os.path.basename(argv[0]) if argv else "qemu-ifhook"
+    name = argv[0].rpartition("/")[2] if argv else "qemu-ifhook"
     if len(argv) != 2:
         exit_now(run_guarded(name, lambda: _usage(name)))
     tap = argv[1]
@@ -66,9 +66,9 @@ def keep_standard_fds_taken() -> None:
     stderr could land in it: hold each missing one on /dev/null."""
     for fd in (0, 1, 2):
         try:
-            os.fstat(fd)
+            posix.fstat(fd)
         except OSError:
-            os.open(os.devnull, os.O_RDWR)  # takes the lowest free number: this one
+            posix.open("/dev/null", posix.O_RDWR)  # takes the lowest free number: this one
 
 
 def exit_now(status: int) -> None:
@@ -81,7 +81,7 @@ def exit_now(status: int) -> None:
                 stream.flush()
         except (OSError, ValueError):
             pass  # QEMU closed the pipe: nothing more to say to it
-    os._exit(status)
+    posix._exit(status)
 
 
 def _usage(name: str) -> None:

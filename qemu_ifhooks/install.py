@@ -1,36 +1,86 @@
-"""Install the hook entries QEMU is pointed at: ifup-<bridge>/ifdown-<bridge> symlinks to
-the one hook program (or ifup-vlan<N> where a bridge name alone would be ambiguous)."""
+"""Install the hook entries QEMU is pointed at: ifup-<bridge>/ifdown-<bridge> (or
+ifup-vlan<N> where a bridge name alone would be ambiguous), each a small generated
+launcher that starts this installation's hook program isolated from QEMU's environment."""
 
 from __future__ import annotations
 
+import ast
 import os
-import shutil
+import re
+import stat
 import sys
 from typing import List, Optional, Tuple
+
+import qemu_ifhooks
 
 from .config import Config, Segment
 from .errors import HookError, UnavailableError, UsageError
 from .hookname import IFDOWN, IFUP, parse_hook_name, resolve_segment
 
 DEFAULT_DIR = "/etc/qemu-ifhooks"
-PROGRAM = "qemu-ifhook"
-LIBEXEC_PROGRAM = "/usr/libexec/qemu-ifhooks/qemu-ifhook"
+PROGRAM = "qemu-ifhook"  # entries of earlier versions were symlinks to a program of this name
+MARKER = "# qemu-ifhooks hook entry: written by 'qemu-ifhooks install', removed by 'uninstall'"
+# The same start as packaging/qemu-ifhook: never pip's console script, which runs `site`
+# (and so any sitecustomize.py on QEMU's PYTHONPATH, as root) and costs milliseconds.
+LAUNCHER = """\
+#!{interpreter} -IS
+{marker}
+# -IS: ignore PYTHON* variables, the user's site-packages and the current directory
+# (-I), and import no site module, so no .pth file runs code (-S). The hook needs only
+# the standard library and the one directory below. It acts by this file's name.
+import sys
+
+sys.path.append({libdir!r})
+
+from qemu_ifhooks.hook import main  # noqa: E402 - after the path is known
+
+main()
+"""
+_LIBDIR_LINE = re.compile(r"^sys\.path\.append\((.+)\)$", re.MULTILINE)
+_SHEBANG_MAX = 255  # the kernel reads at most 256 bytes of a #! line (BINPRM_BUF_SIZE)
 
 
-def hook_program() -> str:
-    """The installed hook program: beside this CLI (a virtualenv's bin/), else the
-    packaged one, else on PATH. QEMU_IFHOOKS_HOOK overrides."""
-    explicit = os.environ.get("QEMU_IFHOOKS_HOOK")
-    candidates = [explicit] if explicit else [
-        os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), PROGRAM),
-        LIBEXEC_PROGRAM,
-        shutil.which(PROGRAM),
-    ]
-    for candidate in candidates:
-        if candidate and os.access(candidate, os.X_OK):
-            return os.path.abspath(candidate)
-    raise UnavailableError(f"cannot find the hook program {PROGRAM} "
-                           f"(looked beside {sys.argv[0]}, in {LIBEXEC_PROGRAM} and on PATH)")
+def this_installation() -> Tuple[str, str]:
+    """(interpreter, library directory) of the running qemu-ifhooks: what its entries run."""
+    interpreter = sys.executable
+    libdir = os.path.dirname(os.path.dirname(os.path.abspath(qemu_ifhooks.__file__)))
+    line = f"#!{interpreter} -IS"
+    if not os.path.isabs(interpreter or "") or any(c.isspace() for c in interpreter) \
+            or len(line.encode()) > _SHEBANG_MAX:
+        raise UnavailableError(f"cannot start hooks with the interpreter {interpreter!r}: "
+                               f"a #! line needs an absolute path without spaces, shorter "
+                               f"than {_SHEBANG_MAX} bytes")
+    return interpreter, libdir
+
+
+def launcher(interpreter: str, libdir: str) -> str:
+    return LAUNCHER.format(interpreter=interpreter, marker=MARKER, libdir=libdir)
+
+
+def read_launcher(path: str) -> Optional[Tuple[str, str]]:
+    """(interpreter, library directory) of an entry install wrote, else None. Reads only
+    a regular file, and only its first 4 KiB."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        with open(path, "rb") as f:
+            text = f.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return None
+    lines = text.split("\n", 2)
+    found = _LIBDIR_LINE.search(text)
+    if len(lines) < 3 or lines[1] != MARKER or not lines[0].endswith(" -IS") or not found:
+        return None
+    try:
+        libdir = ast.literal_eval(found.group(1))
+    except (ValueError, SyntaxError):
+        return None
+    return (lines[0][2:-len(" -IS")], libdir) if isinstance(libdir, str) else None
+
+
+def describe(interpreter: str, libdir: str) -> str:
+    """How an entry starts the hook, as `check` shows it."""
+    return f"{interpreter} -IS on {libdir}"
 
 
 def _names_resolve_to(config: Config, names: Tuple[str, str], segment: Segment) -> bool:
@@ -54,40 +104,45 @@ def entry_names(config: Config) -> List[Tuple[str, str]]:
     return names
 
 
-def is_ours(path: str, program: Optional[str] = None) -> bool:
-    """A symlink to the hook program: by its usual name, or to `program` itself."""
-    if not os.path.islink(path):
-        return False
-    target = os.readlink(path)
-    return os.path.basename(target) == PROGRAM or target == program
+def is_ours(path: str) -> bool:
+    """A launcher install wrote, or an entry of an earlier version (a symlink to the
+    hook program), which install replaces and uninstall removes."""
+    if os.path.islink(path):
+        return os.path.basename(os.readlink(path)) == PROGRAM
+    return read_launcher(path) is not None
 
 
 def install(config: Config, directory: str, force: bool) -> List[str]:
-    program = hook_program()
+    text = launcher(*this_installation())
     paths = [os.path.join(directory, name) for pair in entry_names(config) for name in pair]
-    foreign = [p for p in paths if os.path.lexists(p) and not is_ours(p, program)]
+    foreign = [p for p in paths if os.path.lexists(p) and not is_ours(p)]
     if foreign and not force:
         raise UsageError(f"{', '.join(foreign)} exist and were not installed by qemu-ifhooks; "
                          f"pass --force to replace them")
     try:
         os.makedirs(directory, mode=0o755, exist_ok=True)
         for path in paths:
-            # Replace atomically: a VM starting right now sees the old or the new entry.
-            temporary = f"{path}.qemu-ifhooks-new"
-            if os.path.lexists(temporary):
-                os.unlink(temporary)
-            os.symlink(program, temporary)
-            os.replace(temporary, path)
+            _write_atomically(path, text)
     except OSError as e:
         raise UnavailableError(f"cannot write hooks into {directory}: {e.strerror}") from None
     return paths
 
 
-def uninstall(directory: str) -> List[str]:
+def _write_atomically(path: str, text: str) -> None:
+    """A VM starting right now runs the old entry or the new one, never half of one."""
+    temporary = f"{path}.qemu-ifhooks-new"
+    if os.path.lexists(temporary):
+        os.unlink(temporary)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
     try:
-        program: Optional[str] = hook_program()
-    except UnavailableError:  # the program may already be gone (package removed)
-        program = None
+        os.fchmod(fd, 0o755)  # whatever the umask
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+
+
+def uninstall(directory: str) -> List[str]:
     removed = []
     try:
         names = sorted(os.listdir(directory))
@@ -95,7 +150,7 @@ def uninstall(directory: str) -> List[str]:
         return removed
     for name in names:
         path = os.path.join(directory, name)
-        if name.startswith((f"{IFUP}-", f"{IFDOWN}-")) and is_ours(path, program):
+        if name.startswith((f"{IFUP}-", f"{IFDOWN}-")) and is_ours(path):
             os.unlink(path)
             removed.append(path)
     return removed

@@ -8,9 +8,10 @@ br0 in two namespaces is two bridges.
 from __future__ import annotations
 
 import fcntl
-import os
+import posix  # not os: see env.py
 import stat
 
+from .env import getenv
 from .errors import KernelError, LockTimeout, PermissionDenied
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
@@ -21,9 +22,17 @@ RUN_DIR = "/run/qemu-ifhooks"
 DEFAULT_TIMEOUT = 30.0  # seconds; bridge creation takes milliseconds
 
 
+def make_run_dir(path: str = RUN_DIR) -> None:
+    """The directory of locks and caches, whose parent (/run) always exists."""
+    try:
+        posix.mkdir(path, 0o755)
+    except FileExistsError:
+        pass
+
+
 def lock_timeout() -> float:
     try:
-        return float(os.environ.get("QEMU_IFHOOKS_LOCK_TIMEOUT", DEFAULT_TIMEOUT))
+        return float(getenv("QEMU_IFHOOKS_LOCK_TIMEOUT") or DEFAULT_TIMEOUT)
     except ValueError:
         return DEFAULT_TIMEOUT
 
@@ -40,8 +49,8 @@ class BridgeLock:
     def __init__(self, bridge: str, timeout: Optional[float] = None):
         self.bridge = bridge
         self.timeout = lock_timeout() if timeout is None else timeout
-        netns = os.stat("/proc/self/ns/net").st_ino
-        self.path = os.path.join(RUN_DIR, f"{netns}-{bridge}.lock")
+        netns = posix.stat("/proc/self/ns/net").st_ino
+        self.path = f"{RUN_DIR}/{netns}-{bridge}.lock"
         self.fd = -1
 
     def __enter__(self) -> "BridgeLock":
@@ -49,26 +58,26 @@ class BridgeLock:
         return self
 
     def __exit__(self, *exc) -> None:
-        os.close(self.fd)  # closing releases the lock
+        posix.close(self.fd)  # closing releases the lock
 
     def _open(self) -> int:
         """The lock file, opened read-only (flock needs no more), so that an existing
         lock works on a read-only or full /run; created when missing."""
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        flags = posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_CLOEXEC
         try:
             try:
-                fd = os.open(self.path, flags)
+                fd = posix.open(self.path, flags)
             except FileNotFoundError:
-                os.makedirs(RUN_DIR, mode=0o755, exist_ok=True)
-                fd = os.open(self.path, flags | os.O_CREAT, 0o644)
+                make_run_dir()
+                fd = posix.open(self.path, flags | posix.O_CREAT, 0o644)
         except PermissionError as e:
             raise PermissionDenied(f"cannot open lock {self.path}: {e.strerror}; the hook "
                                    f"must run as root (CAP_NET_ADMIN)") from None
         except OSError as e:
             raise KernelError(f"cannot create lock {self.path}: {e.strerror}; {RUN_DIR} must "
                               f"be a directory root can write to") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
+        if not stat.S_ISREG(posix.fstat(fd).st_mode):
+            posix.close(fd)
             raise KernelError(f"cannot use lock {self.path}: not a regular file; remove it")
         return fd
 
@@ -76,7 +85,7 @@ class BridgeLock:
         """Delete the lock file, for a bridge that is gone; the exclusive lock must be
         held. A process waiting on it notices (see _take) and takes a new one."""
         try:
-            os.unlink(self.path)
+            posix.unlink(self.path)
         except OSError:
             pass
 
@@ -90,13 +99,13 @@ class BridgeLock:
         self._flock(mode, what)
         # A lock file removed (remove()) while this process waited locks nothing any more.
         while self._removed():
-            os.close(self.fd)
+            posix.close(self.fd)
             self.fd = self._open()
             self._flock(mode, what)
 
     def _removed(self) -> bool:
         try:
-            return os.stat(self.path).st_ino != os.fstat(self.fd).st_ino
+            return posix.stat(self.path).st_ino != posix.fstat(self.fd).st_ino
         except FileNotFoundError:
             return True
 

@@ -3,11 +3,12 @@ QEMU_IFHOOKS_LOG names one (QEMU passes its environment on to the hooks)."""
 
 from __future__ import annotations
 
-import os
+import posix  # not os: see env.py
 import sys
 import syslog
 import time
 
+from .env import getenv
 from .errors import one_line
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
@@ -26,16 +27,17 @@ def emit(priority: int, message: str) -> None:
         syslog.openlog(IDENT, syslog.LOG_PID, syslog.LOG_DAEMON)
         _opened = True
     syslog.syslog(priority, message)
-    trace = os.environ.get(ENV_TRACE)
+    trace = getenv(ENV_TRACE)
     if trace:
-        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {IDENT}[{os.getpid()}]: {message}\n"
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {IDENT}[{posix.getpid()}]: {message}\n"
         try:
             # One write with O_APPEND: lines from concurrent hooks do not interleave.
-            fd = os.open(trace, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = posix.open(trace, posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT | posix.O_CLOEXEC,
+                            0o644)
             try:
-                os.write(fd, line.encode())
+                posix.write(fd, line.encode())
             finally:
-                os.close(fd)
+                posix.close(fd)
         except OSError:
             pass  # tracing must never fail a hook
 

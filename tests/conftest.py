@@ -227,7 +227,7 @@ class Hooks:
 
     def entry(self, name: str) -> Path:
         path = self.dir / name
-        if not path.is_symlink():
+        if not os.path.lexists(path):  # else the entry `qemu-ifhooks install` wrote
             path.symlink_to(HOOK_PROGRAM)
         return path
 

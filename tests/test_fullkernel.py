@@ -64,10 +64,10 @@ def _work_dirs() -> set:
 @pytest.fixture
 def leaves_nothing():
     fullkernel.require_full_kernel()
-    before = _work_dirs()
+    before, running = _work_dirs(), _qemu_processes()
     yield
-    assert _work_dirs() == before
-    assert not _qemu_processes()
+    assert _work_dirs() <= before  # another run's guests may come and go meanwhile
+    assert _qemu_processes() <= running
 
 
 def test_reports_each_outcome_and_a_crash(tmp_path, leaves_nothing):

@@ -390,10 +390,9 @@ def test_config_cache_spares_the_parser_and_follows_every_edit(netns, hooks):
     assert netns.master_of("tap0") == "br9"
 
 
-def test_packaged_hook_program_runs_isolated_on_the_standard_library(netns, hooks):
+def packaged_entry(hooks) -> str:
     """packaging/qemu-ifhook as the packages install it (its library directory filled
-    in), run by Debian's python3 as QEMU would: it attaches, and imports nothing from
-    outside the standard library and the project (no site, no pyroute2)."""
+    in), run through an ifup-br0 symlink."""
     from conftest import ROOT
 
     program = hooks.dir / "qemu-ifhook-packaged"
@@ -403,22 +402,55 @@ def test_packaged_hook_program_runs_isolated_on_the_standard_library(netns, hook
     entry = hooks.dir / "packaged" / "ifup-br0"
     entry.parent.mkdir()
     entry.symlink_to(program)
-    hooks.write_config('[vlan.0]\nbridge = "br0"\n')
-    netns.hold_taps("tap0")
+    return str(entry)
 
-    done = netns.run(str(entry), "tap0", env=hooks.env(PYTHONPATH="/nonexistent",
-                                                       PYTHONSTARTUP="/nonexistent"))
+
+def installed_entry(hooks) -> str:
+    """The entry `qemu-ifhooks install` writes in a pip/venv installation (this
+    checkout, installed editable in the test venv)."""
+    from conftest import CLI, sh
+
+    sh(str(CLI), "install", "--dir", str(hooks.dir / "installed"), env=hooks.env())
+    return str(hooks.dir / "installed" / "ifup-br0")
+
+
+@pytest.mark.parametrize("make_entry", [packaged_entry, installed_entry],
+                         ids=["packaged", "install"])
+def test_hook_entry_runs_isolated_on_the_standard_library(netns, hooks, make_entry, tmp_path):
+    """Both install forms, run as QEMU would: they attach, run no sitecustomize.py from
+    QEMU's PYTHONPATH, and import nothing from outside the standard library and the
+    project (no site, so no .pth file; no pyroute2)."""
+    from qemu_ifhooks.configcache import RACY_SECONDS
+
+    hooks.write_config('[vlan.0]\nbridge = "br0"\n')
+    entry = make_entry(hooks)
+    time.sleep(RACY_SECONDS + 0.1)  # old enough to be cached, as on a host: the hot path
+    netns.hold_taps("tap0")
+    outside = tmp_path / "pythonpath"
+    outside.mkdir()
+    marker = tmp_path / "sitecustomize-ran"
+    (outside / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w')\n")
+    interpreter = open(entry).readline()[2:].split()[0]
+    env = hooks.env(PYTHONPATH=str(outside), PYTHONSTARTUP="/nonexistent")
+    assert netns.run(interpreter, "-c", "pass", env=env).returncode == 0
+    assert marker.exists()  # control: what a console script's start-up would run
+    marker.unlink()
+
+    done = netns.run(entry, "tap0", env=env)
     assert (done.returncode, done.stderr) == (0, "")
     assert netns.master_of("tap0") == "br0"
+    assert not marker.exists()
 
-    # The same program under -X importtime (the #! line's flags, spelled out).
+    # The same entry under -X importtime (its #! line, spelled out).
+    assert open(entry).readline().rstrip("\n") == f"#!{interpreter} -IS"
     hooks.run(netns, "ifdown-br0", "tap0")
-    done = netns.run("/usr/bin/python3", "-IS", "-X", "importtime", str(entry), "tap0",
-                     env=hooks.env())
+    done = netns.run(interpreter, "-IS", "-X", "importtime", entry, "tap0", env=hooks.env())
     assert done.returncode == 0, done.stderr
+    assert netns.master_of("tap0") == "br0"
     imported = imported_modules(done.stderr)
     assert "qemu_ifhooks.netlink" in imported and "site" not in imported
-    outside = [m for m in imported
+    assert "os" not in imported and "tomllib" not in imported  # env.py, configcache.py
+    foreign = [m for m in imported
                if m.split(".")[0] != "qemu_ifhooks" and m.split(".")[0] not in sys.stdlib_module_names]
-    assert not outside, outside
+    assert not foreign, foreign
 

@@ -1,15 +1,19 @@
-"""`qemu-ifhooks install` / `uninstall`: hook entries as symlinks to the hook program."""
+"""`qemu-ifhooks install` / `uninstall`: hook entries, each a generated launcher that
+starts this installation's hook program isolated from QEMU's environment."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from qemu_ifhooks.config import load_config
-from qemu_ifhooks.errors import UsageError
-from qemu_ifhooks.install import PROGRAM, entry_names, install, is_ours, uninstall
+from qemu_ifhooks.errors import UnavailableError, UsageError
+from qemu_ifhooks.install import (PROGRAM, entry_names, install, is_ours, read_launcher,
+                                  this_installation, uninstall)
 
 SEED = '[vlan.0]\nbridge = "br0"\nuplink = "eth0"\n\n[vlan.1]\nbridge = "br1"\nuplink = "eth1"\n'
 
@@ -38,13 +42,12 @@ bridge = "vlan01"
 
 
 @pytest.fixture
-def program(tmp_path, monkeypatch) -> Path:
-    """A stand-in for the hook program, found through QEMU_IFHOOKS_HOOK."""
+def legacy_program(tmp_path) -> Path:
+    """The hook program entries of earlier versions were symlinks to."""
     path = tmp_path / "bin" / PROGRAM
     path.parent.mkdir()
     path.write_text("#!/bin/sh\nexit 0\n")
     path.chmod(0o755)
-    monkeypatch.setenv("QEMU_IFHOOKS_HOOK", str(path))
     return path
 
 
@@ -56,11 +59,25 @@ def config(tmp_path: Path, text: str):
 
 
 def listing(directory: Path) -> dict:
-    """name -> symlink target, or the file's text for anything that is not a symlink."""
+    """name -> symlink target, "launcher" for an entry install wrote, or the file's text."""
     out = {}
     for entry in sorted(directory.iterdir()):
-        out[entry.name] = os.readlink(entry) if entry.is_symlink() else entry.read_text()
+        if entry.is_symlink():
+            out[entry.name] = os.readlink(entry)
+        else:
+            text = entry.read_text()
+            out[entry.name] = "launcher" if is_launcher(text) else text
     return out
+
+
+LIBDIR = str(Path(__file__).resolve().parent.parent)  # this checkout, installed editable
+
+
+def is_launcher(text: str, interpreter: str = sys.executable) -> bool:
+    """Starts `interpreter` isolated and runs the hook from this checkout."""
+    return (text.startswith(f"#!{interpreter} -IS\n")
+            and f"\nsys.path.append({LIBDIR!r})\n" in text
+            and "\nfrom qemu_ifhooks.hook import main" in text)
 
 
 def test_entry_names_seed(tmp_path):
@@ -80,33 +97,34 @@ def test_entry_names_mixed(tmp_path):
     ]
 
 
-def test_install_unique_bridges(tmp_path, program):
+def test_install_unique_bridges(tmp_path):
     hooks = tmp_path / "hooks"
     paths = install(config(tmp_path, SEED), str(hooks), force=False)
     assert paths == [str(hooks / n) for n in ("ifup-br0", "ifdown-br0", "ifup-br1", "ifdown-br1")]
-    assert listing(hooks) == {name: str(program) for name in
+    assert listing(hooks) == {name: "launcher" for name in
                               ("ifdown-br0", "ifdown-br1", "ifup-br0", "ifup-br1")}
     for path in paths:
-        assert os.path.islink(path) and is_ours(path)
-        assert os.access(path, os.X_OK)
+        assert os.stat(path).st_mode & 0o7777 == 0o755
+        assert is_ours(path)
+        assert read_launcher(path) == (sys.executable, LIBDIR) == this_installation()
 
 
-def test_install_mixed(tmp_path, program):
+def test_install_mixed(tmp_path):
     hooks = tmp_path / "hooks"
     install(config(tmp_path, MIXED), str(hooks), force=False)
     assert sorted(listing(hooks)) == sorted(
         f"{action}-{rest}" for action in ("ifup", "ifdown")
         for rest in ("br0", "vlan1", "vlan2", "vlan3", "br7", "vlan4", "vlan01"))
-    assert set(listing(hooks).values()) == {str(program)}
+    assert set(listing(hooks).values()) == {"launcher"}
 
 
-def test_install_creates_the_directory(tmp_path, program):
+def test_install_creates_the_directory(tmp_path):
     hooks = tmp_path / "a" / "b"
     install(config(tmp_path, SEED), str(hooks), force=False)
-    assert (hooks / "ifup-br0").is_symlink()
+    assert listing(hooks)["ifup-br0"] == "launcher"
 
 
-def test_reinstall_is_idempotent(tmp_path, program):
+def test_reinstall_is_idempotent(tmp_path):
     hooks = tmp_path / "hooks"
     cfg = config(tmp_path, MIXED)
     first = install(cfg, str(hooks), force=False)
@@ -116,25 +134,31 @@ def test_reinstall_is_idempotent(tmp_path, program):
     assert not any(name.endswith(".qemu-ifhooks-new") for name in before)
 
 
-def test_reinstall_with_hook_program_of_another_name(tmp_path, monkeypatch):
-    """QEMU_IFHOOKS_HOOK may name the program anything; what install wrote, a second
-    install must recognise as its own (and uninstall must remove)."""
-    other = tmp_path / "bin" / "qemu-ifhook-dev"
-    other.parent.mkdir()
-    other.write_text("#!/bin/sh\n")
-    other.chmod(0o755)
-    monkeypatch.setenv("QEMU_IFHOOKS_HOOK", str(other))
+def test_entries_of_earlier_versions_are_replaced_and_removed(tmp_path, legacy_program):
+    """Earlier versions wrote symlinks to the hook program: still ours, so install
+    replaces them without --force and uninstall removes them."""
     hooks = tmp_path / "hooks"
-    cfg = config(tmp_path, SEED)
-    install(cfg, str(hooks), force=False)
-    install(cfg, str(hooks), force=False)
-    entries = sorted(str(hooks / n) for n in listing(hooks))
-    assert len(entries) == 4
-    assert sorted(uninstall(str(hooks))) == entries
+    hooks.mkdir()
+    (hooks / "ifup-br0").symlink_to(legacy_program)
+    (hooks / "ifdown-br9").symlink_to(legacy_program)  # a segment since removed
+    install(config(tmp_path, SEED), str(hooks), force=False)
+    assert listing(hooks) == {"ifdown-br0": "launcher", "ifdown-br1": "launcher",
+                              "ifdown-br9": str(legacy_program), "ifup-br0": "launcher",
+                              "ifup-br1": "launcher"}
+    assert len(uninstall(str(hooks))) == 5
     assert not listing(hooks)
 
 
-def test_foreign_file_refused(tmp_path, program):
+def test_interpreter_a_hash_bang_line_cannot_hold(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "executable", "/opt/my python/bin/python3")
+    hooks = tmp_path / "hooks"
+    with pytest.raises(UnavailableError) as raised:
+        install(config(tmp_path, SEED), str(hooks), force=False)
+    assert raised.value.status == 69 and "/opt/my python/bin/python3" in str(raised.value)
+    assert not hooks.exists()
+
+
+def test_foreign_file_refused(tmp_path):
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "ifdown-br1").write_text("#!/bin/sh\n# the admin's own script\n")
@@ -147,7 +171,7 @@ def test_foreign_file_refused(tmp_path, program):
     assert listing(hooks) == before  # nothing written, not even the other entries
 
 
-def test_foreign_symlink_refused(tmp_path, program):
+def test_foreign_symlink_refused(tmp_path):
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "ifup-br0").symlink_to("/etc/qemu-ifup")
@@ -156,7 +180,7 @@ def test_foreign_symlink_refused(tmp_path, program):
     assert listing(hooks) == {"ifup-br0": "/etc/qemu-ifup"}
 
 
-def test_foreign_file_replaced_with_force(tmp_path, program):
+def test_foreign_file_replaced_with_force(tmp_path):
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "ifdown-br1").write_text("#!/bin/sh\n")
@@ -164,19 +188,22 @@ def test_foreign_file_replaced_with_force(tmp_path, program):
     install(config(tmp_path, SEED), str(hooks), force=True)
     entries = listing(hooks)
     assert entries.pop("README") == "unrelated\n"
-    assert entries == {name: str(program) for name in
+    assert entries == {name: "launcher" for name in
                        ("ifdown-br0", "ifdown-br1", "ifup-br0", "ifup-br1")}
 
 
-def test_uninstall_removes_only_ours(tmp_path, program):
+def test_uninstall_removes_only_ours(tmp_path):
     hooks = tmp_path / "hooks"
     installed = install(config(tmp_path, SEED), str(hooks), force=False)
     (hooks / "ifup-foreign").write_text("#!/bin/sh\n")          # a foreign regular file
+    edited = (hooks / "ifup-br0").read_text().replace(" -IS", "")  # not as install wrote it
+    (hooks / "ifup-edited").write_text(edited)
     (hooks / "ifdown-other").symlink_to("/etc/qemu-ifdown")      # a foreign symlink
     (hooks / "qemu-ifhooks.toml").write_text("")                 # not a hook entry
     removed = uninstall(str(hooks))
     assert sorted(removed) == sorted(installed)
     assert listing(hooks) == {"ifup-foreign": "#!/bin/sh\n",
+                              "ifup-edited": edited,
                               "ifdown-other": "/etc/qemu-ifdown",
                               "qemu-ifhooks.toml": ""}
     assert uninstall(str(hooks)) == []
@@ -184,3 +211,44 @@ def test_uninstall_removes_only_ours(tmp_path, program):
 
 def test_uninstall_missing_directory(tmp_path):
     assert uninstall(str(tmp_path / "absent")) == []
+
+
+def test_entry_runs_isolated_from_qemus_environment(tmp_path, monkeypatch):
+    """QEMU runs the hooks as root in its own environment: an entry runs no
+    sitecustomize.py found through PYTHONPATH and no .pth file of its interpreter's
+    site-packages (pip's console scripts run both)."""
+    venv = tmp_path / "venv"
+    made = subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(venv)],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    python = venv / "bin" / "python"
+    ran = tmp_path / "ran"
+    ran.mkdir()
+    site_packages = next(venv.glob("lib/python3*/site-packages"))
+    (site_packages / "probe.pth").write_text(f"import os; open({str(ran / 'pth')!r}, 'w')\n")
+    outside = tmp_path / "pythonpath"
+    outside.mkdir()
+    (outside / "sitecustomize.py").write_text(f"open({str(ran / 'sitecustomize')!r}, 'w')\n")
+    env = dict(os.environ, PYTHONPATH=str(outside))
+    # Control: the interpreter started as a console script starts it runs both.
+    subprocess.run([str(python), "-c", "pass"], env=env, check=True)
+    assert sorted(os.listdir(ran)) == ["pth", "sitecustomize"]
+    for done in ran.iterdir():
+        done.unlink()
+
+    monkeypatch.setattr(sys, "executable", str(python))  # install for that interpreter
+    hooks = tmp_path / "hooks"
+    install(config(tmp_path, SEED), str(hooks), force=False)
+    assert is_launcher((hooks / "ifup-br0").read_text(), str(python))
+    done = subprocess.run([str(hooks / "ifup-br0")], env=env, capture_output=True, text=True)
+    assert done.returncode == 64, done.stderr
+    assert done.stderr.startswith("qemu-ifhooks: ifup-br0: usage: ifup-br0 TAP"), done.stderr
+    assert os.listdir(ran) == []
+
+
+def test_purge_knows_the_marker():
+    """The .deb's postrm recognises the entries by install's marker line."""
+    from qemu_ifhooks.install import MARKER
+
+    postrm = Path(LIBDIR, "packaging", "debian", "postrm").read_text()
+    assert f'MARKER="{MARKER}"' in postrm

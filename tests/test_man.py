@@ -179,11 +179,11 @@ def test_every_environment_variable_the_code_reads_is_documented():
 
 
 def test_files_and_hook_names_are_documented():
-    from qemu_ifhooks.install import DEFAULT_DIR, LIBEXEC_PROGRAM
+    from qemu_ifhooks.install import DEFAULT_DIR
     from qemu_ifhooks.lock import RUN_DIR
 
     text = sections(render(MAN8))
-    for path in (config_module.DEFAULT_PATH, LIBEXEC_PROGRAM, RUN_DIR, f"{DEFAULT_DIR}/ifup-*",
+    for path in (config_module.DEFAULT_PATH, "/usr/libexec/qemu-ifhooks/qemu-ifhook", RUN_DIR, f"{DEFAULT_DIR}/ifup-*",
                  "/usr/sbin/qemu-ifhooks", "/lib/systemd/system/qemu-ifhooks.service"):
         assert path in text["FILES"], f"FILES in {MAN8.name} lacks {path}"
     for name in ("ifup-bridge", "ifdown-bridge", "ifup-vlanN", "ifdown-vlanN",

@@ -52,6 +52,15 @@ def require_tools(*pairs: str) -> None:
             cannot_run(f"needs {tool} (apt-get install {package}; make deps)")
 
 
+def assert_launcher(entry: Path, interpreter: str, libdir: str) -> None:
+    """An entry `qemu-ifhooks install` wrote: it starts `interpreter` isolated (-IS, as
+    the packaged hook program does) on the library directory `libdir`."""
+    text = entry.read_text()
+    assert not entry.is_symlink() and os.access(entry, os.X_OK), entry
+    assert text.splitlines()[0] == f"#!{interpreter} -IS", text
+    assert f"\nsys.path.append({libdir!r})\n" in text, text
+
+
 def version_of_changelog() -> str:
     first = (ROOT / "packaging" / "debian" / "changelog").read_text().splitlines()[0]
     return re.match(r"qemu-ifhooks \(([^)]+)\)", first).group(1)
@@ -239,7 +248,8 @@ def test_installed_install_uses_the_shipped_config(deb, outside):
     done = run_clean("qemu-ifhooks", "install", "--dir", str(entries), cwd=outside)
     names = sorted(p.name for p in entries.iterdir())
     assert names == ["ifdown-br0", "ifdown-br1", "ifup-br0", "ifup-br1"], done.stdout
-    assert {os.readlink(entries / n) for n in names} == {HOOK}
+    for name in names:
+        assert_launcher(entries / name, "/usr/bin/python3", DIST_PACKAGES.rstrip("/"))
 
 
 @pytest.mark.root
@@ -250,7 +260,7 @@ def test_installed_hooks_attach_and_detach_in_a_namespace(deb, netns, hooks, out
     hooks.write_config(SEED_CONFIG)
     env = {"QEMU_IFHOOKS_CONFIG": str(hooks.config), "QEMU_IFHOOKS_LOG": str(hooks.log)}
     run_clean(CLI, "install", "--dir", str(hooks.dir), cwd=outside, **env)
-    assert os.readlink(hooks.dir / "ifup-br0") == HOOK
+    assert_launcher(hooks.dir / "ifup-br0", "/usr/bin/python3", DIST_PACKAGES.rstrip("/"))
     netns.veth("eth0", "lan0")
     netns.veth("eth1", "lan1")
     netns.hold_taps("tap0", "tap1")
@@ -294,7 +304,8 @@ def test_purge_leaves_nothing_behind(deb, outside):
     were there before (or another package owns them)."""
     listed = list(deb.listed)
     run_clean("qemu-ifhooks", "install", cwd=outside)  # /etc/qemu-ifhooks/ifup-br0 ...
-    assert os.path.islink("/etc/qemu-ifhooks/ifup-br0")
+    assert_launcher(Path("/etc/qemu-ifhooks/ifup-br0"), "/usr/bin/python3",
+                    DIST_PACKAGES.rstrip("/"))
     done = deb.purge()
     assert done.returncode == 0, done.stdout
     assert "not empty so not removed" not in done.stdout, done.stdout
@@ -378,8 +389,9 @@ def test_rpm_payload(rpm_package, tmp_path):
 # --- pip install . -------------------------------------------------------------------
 
 def test_pip_install_into_a_fresh_venv(tmp_path):
-    """A user's `pip install .`: the two programs, working, from the venv; the venv's
-    hook is the one `install` links to (beside the CLI), even with the .deb present."""
+    """A user's `pip install .`: the two programs, working, from the venv; `install`
+    writes entries that start the venv's interpreter isolated on the venv's copy of the
+    package, even with the .deb present, and they run."""
     if not Path("/usr/bin/python3").is_file():
         cannot_run("needs Debian's /usr/bin/python3")
     venv = tmp_path / "venv"
@@ -402,7 +414,11 @@ def test_pip_install_into_a_fresh_venv(tmp_path):
     entries = tmp_path / "entries"
     sh(bin_dir / "qemu-ifhooks", "--config", config, "install", "--dir", entries,
        cwd=tmp_path, env=dict(CLEAN_ENV))
-    assert os.readlink(entries / "ifup-br0") == str(bin_dir / "qemu-ifhook")
     found = sh(bin_dir / "python", "-c", "import qemu_ifhooks; print(qemu_ifhooks.__file__)",
                cwd=tmp_path, env=dict(CLEAN_ENV)).stdout.strip()
     assert found.startswith(str(venv)), found
+    assert_launcher(entries / "ifup-br0", str(bin_dir / "python3"),
+                    str(Path(found).parent.parent))
+    done = sh(entries / "ifup-br0", cwd=tmp_path, env=dict(CLEAN_ENV), check=False)
+    assert done.returncode == 64, done.stderr
+    assert done.stderr.startswith("qemu-ifhooks: ifup-br0: usage"), done.stderr
