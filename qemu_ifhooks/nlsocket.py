@@ -150,11 +150,49 @@ class NetlinkSocket:
 
     # -- transport ---------------------------------------------------------
 
-    def _send(self, msg_type: int, flags: int, payload: bytes) -> int:
+    def _message(self, msg_type: int, flags: int, payload: bytes) -> bytes:
+        """One message with the next sequence number (self._seq)."""
         self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
         hdr = _NLMSGHDR.pack(_NLMSGHDR.size + len(payload), msg_type, _NLM_F_REQUEST | flags, self._seq, 0)
-        self._sock.sendto(hdr + payload, (0, 0))
+        return hdr + payload + b"\0" * (_align(len(payload)) - len(payload))
+
+    def _send(self, msg_type: int, flags: int, payload: bytes) -> int:
+        self._sock.sendto(self._message(msg_type, flags, payload), (0, 0))
         return self._seq
+
+    def batch(self, begin: tuple, messages: list, end: tuple) -> None:
+        """nfnetlink's transaction: `begin`, `messages` and `end` as (type, flags,
+        payload) in one datagram, which the kernel applies whole or not at all. Waits
+        for the ack of every message; the first error is raised (after all replies
+        are read, so none is left for the next request)."""
+        data = [self._message(*begin)]
+        seqs = []
+        for msg_type, flags, payload in messages:
+            data.append(self._message(msg_type, flags | _NLM_F_ACK, payload))
+            seqs.append(self._seq)
+        data.append(self._message(*end))
+        first, waiting = seqs[0] - 1, set(seqs)
+        self._sock.sendto(b"".join(data), (0, 0))
+        error = None
+        while waiting:
+            buf = self._recv()
+            offset = 0
+            while offset + _NLMSGHDR.size <= len(buf):
+                length, mtype, flags, mseq, mpid = _NLMSGHDR.unpack_from(buf, offset)
+                if length < _NLMSGHDR.size or offset + length > len(buf):
+                    raise OSError(errno.EPROTO, "truncated netlink message")
+                payload = bytes(buf[offset + _NLMSGHDR.size : offset + length])
+                offset += _align(length)
+                if mtype != _NLMSG_ERROR or mpid != self._pid:
+                    continue
+                err = -_I32.unpack_from(payload, 0)[0]
+                if mseq == first and err:  # the batch itself was refused
+                    _raise_nlerror(err, self._extack(payload, flags))
+                waiting.discard(mseq)
+                if err and error is None:
+                    error = (err, self._extack(payload, flags))
+        if error is not None:
+            _raise_nlerror(*error)
 
     def _recv(self) -> memoryview:
         # Peek first so a datagram bigger than the buffer is never cut short.
