@@ -22,6 +22,7 @@ DEFAULT_PATH = "/etc/qemu-ifhooks/qemu-ifhooks.toml"
 ENV_PATH = "QEMU_IFHOOKS_CONFIG"
 
 OFFLOAD_MODES = ("enforce", "warn", "off")
+PORT_SECURITY_MODES = ("off", "mac", "ip")
 MAX_VLAN = 4094
 
 
@@ -53,11 +54,16 @@ class Segment(Record):
         # that several tagged segments share), every segment's tag and trunk, which its
         # uplink carries tagged. Empty for every other bridge.
         "bridge_vids",
+        "port_security",  # "off", "mac" or "ip": what each TAP may send (portsecurity.py)
+        "isolated",  # bridge port isolation: the TAPs reach the uplink, not each other
+        "guest_rx_mbit",  # shape what each guest receives, or None
+        "guest_tx_mbit",  # shape what each guest sends, or None
     )
     _defaults = {"uplink": None, "tag": None, "mtu": None, "match": (),
                  "offload_check": "enforce", "create": True, "stp": False,
                  "forward_delay": 0, "allow_addressed_uplink": False, "trunk": (),
-                 "bridge_vids": ()}
+                 "bridge_vids": (), "port_security": "off", "isolated": False,
+                 "guest_rx_mbit": None, "guest_tx_mbit": None}
 
     @property
     def key(self) -> str:
@@ -87,8 +93,9 @@ class Config(Record):
         "path",
         "segments",  # a tuple of Segment, in file order
         "default_vlan",
+        "ports",  # a tuple of portconfig.Port, in file order
     )
-    _defaults = {"default_vlan": None}
+    _defaults = {"default_vlan": None, "ports": ()}
 
     def segment(self, vlan: int) -> Optional[Segment]:
         for segment in self.segments:
@@ -176,6 +183,10 @@ INHERITED: Dict[str, Tuple[Callable[[Any], Any], Any]] = {
     "stp": (_boolean, False),
     "forward_delay": (_integer(0, 30, "seconds"), 0),
     "allow_addressed_uplink": (_boolean, False),
+    "port_security": (_choice(*PORT_SECURITY_MODES), "off"),
+    "isolated": (_boolean, False),
+    "guest_rx_mbit": (_integer(1, 100_000, "megabits per second"), None),
+    "guest_tx_mbit": (_integer(1, 100_000, "megabits per second"), None),
 }
 SEGMENT_ONLY: Dict[str, Callable[[Any], Any]] = {
     "bridge": _interface,
@@ -253,7 +264,7 @@ class _Parser:
         return out
 
     def parse(self, document: Dict[str, Any]) -> Config:
-        self.unknown(document, ("defaults", "vlan"), "")
+        self.unknown(document, ("defaults", "vlan", "port"), "")
         defaults_table = self.table(document.get("defaults", {}), "defaults")
         self.unknown(defaults_table, list(INHERITED) + list(DEFAULTS_ONLY), "defaults")
         inherited_checks = {key: check for key, (check, _) in INHERITED.items()}
@@ -266,7 +277,32 @@ class _Parser:
             raise ConfigError(f"{self.path}: no segments: add a [vlan.N] table with a bridge")
         segments = [self.segment(key, value, defaults, inherited_checks)
                     for key, value in vlans.items()]
-        return self.cross_check(Config(self.path, tuple(segments), default_vlan))
+        ports = self.ports(self.table(document.get("port", {}), "port"))
+        return self.cross_check(Config(self.path, tuple(segments), default_vlan, ports))
+
+    def ports(self, tables: Dict[str, Any]) -> Tuple[Any, ...]:
+        """[port."NAME"] tables: a TAP name or glob each, with mac, ipv4 and ipv6."""
+        if not tables:
+            return ()
+        from . import portconfig
+
+        ports = []
+        for pattern, value in tables.items():
+            keypath = f'port."{pattern}"'
+            if not pattern or len(pattern.encode()) > 64:
+                raise self.fail(keypath, "expected a TAP name or glob of 1..64 bytes")
+            table = self.table(value, keypath)
+            self.unknown(table, portconfig.KEYS, keypath)
+            fields = {}
+            for key, check in portconfig.KEYS.items():
+                if key in table:
+                    try:
+                        fields[key] = check(table[key])
+                    except portconfig.Invalid as expected:
+                        raise self.fail(f"{keypath}.{key}",
+                                        f"expected {expected}, got {_toml_repr(table[key])}") from None
+            ports.append(portconfig.Port(pattern, **fields))
+        return tuple(ports)
 
     def segment(self, key: str, value: Any, defaults: Dict[str, Any],
                 inherited_checks: Dict[str, Callable[[Any], Any]]) -> Segment:

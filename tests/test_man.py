@@ -194,6 +194,8 @@ def test_files_and_hook_names_are_documented():
 # --- qemu-ifhooks.toml(5) against the schema -----------------------------------------
 
 def toml_value(value) -> str:
+    if value is None:  # unset unless given
+        return "none"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
