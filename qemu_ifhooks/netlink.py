@@ -73,6 +73,8 @@ _RTEXT_FILTER_BRVLAN = 1 << 1
 _RTEXT_FILTER_SKIP_STATS = 1 << 3
 # linux/if_bridge.h: IFLA_AF_SPEC of AF_BRIDGE messages
 _AF_BRIDGE = 7
+_IFLA_PROTINFO = 12
+_IFLA_BRPORT_FLAGS = {"learning": 8, "neigh_suppress": 32, "isolated": 33}  # IFLA_BRPORT_*
 _IFLA_BRIDGE_FLAGS = 0
 _IFLA_BRIDGE_VLAN_INFO = 2
 _BRIDGE_FLAGS_SELF = 2
@@ -370,6 +372,12 @@ class Netlink(NetlinkSocket):
                 raise MissingKernelFeature(FEATURE_8021Q, extack) from None
             raise
 
+    def create_link(self, name: str, kind: str) -> None:
+        """Create a link of a kind that needs no settings (ifb, dummy), left down."""
+        info = _nested(_IFLA_LINKINFO, _attr(_IFLA_INFO_KIND, kind.encode() + b"\0"))
+        payload = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(_IFLA_IFNAME, _ifname(name)) + info
+        self._ack(_RTM_NEWLINK, _NLM_F_CREATE | _NLM_F_EXCL, payload)
+
     def set_link(
         self,
         index: int,
@@ -401,6 +409,15 @@ class Netlink(NetlinkSocket):
             attrs.append(_attr(_IFLA_IFALIAS, raw))  # as iproute2 sends it: no NUL
         payload = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change) + b"".join(attrs)
         self._ack(_RTM_NEWLINK, 0, payload)
+
+    def set_bridge_port(self, index: int, **flags: bool) -> None:
+        """Set bridge port flags of a port (`bridge link set dev X isolated on`):
+        isolated, learning, neigh_suppress."""
+        if index <= 0:
+            raise ValueError(f"invalid interface index: {index}")
+        attrs = [_attr(_IFLA_BRPORT_FLAGS[name], b"\x01" if on else b"\x00") for name, on in flags.items()]
+        payload = _IFINFOMSG.pack(_AF_BRIDGE, 0, index, 0, 0) + _nested(_IFLA_PROTINFO, *attrs)
+        self._ack(_RTM_SETLINK, 0, payload)
 
     def delete_link(self, index: int) -> None:
         if index <= 0:
