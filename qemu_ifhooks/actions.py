@@ -3,20 +3,25 @@ verify. Shared by `hook.py` (ifup/ifdown) and `admin.py` (up/down)."""
 
 from __future__ import annotations
 
+import posix  # not os: see env.py
+
 from .apply import Executor, verify_attached
 from .errors import PermissionDenied, UnavailableError
 from .lock import BridgeLock
 from .netlink import BridgeVlan, Link, Netlink
-from .plan import (check_offloads, plan_attach, plan_bridge, plan_detach, plan_teardown,
-                   require_not_elsewhere, require_tap, uplink_needs_attaching)
+from .plan import (Op, RemovePortRules, Unshape, check_offloads, plan_attach, plan_bridge,
+                   plan_detach, plan_teardown, require_not_elsewhere, require_tap,
+                   uplink_needs_attaching)
 from .record import Record
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
-    from typing import Callable, List, Optional
+    from typing import Callable, List, Optional, Sequence
 
     from .config import Segment
     from .plan import Plan
+    from .portconfig import Port
+    from .portsecurity import Rule
 
     Trace = Callable[[str], None]
 
@@ -108,20 +113,80 @@ def ensure_bridge(nl: Netlink, segment: Segment, lock: BridgeLock, run: Executor
     return bridge
 
 
+def port_rules_exist(tap: str) -> bool:
+    """The bridge table holds rules for a TAP of this name (a killed VM's, or this
+    one's). False where nf_tables cannot tell: not built in, or no privilege."""
+    from .nftables import Nftables
+
+    try:
+        with Nftables() as nft:
+            return nft.has_port(tap)
+    except OSError:
+        return False
+
+
+def shaping_exists(nl: Netlink, tap: str) -> bool:
+    """An ifb device of a TAP of this name is there (they outlive their TAP)."""
+    from .tc import ifb_name
+
+    return any(nl.get_link(ifb_name(direction, tap)) for direction in ("rx", "tx"))
+
+
+def leftovers(nl: Netlink, tap: str) -> List[Op]:
+    """What removes the rules and rate limits a TAP of this name has."""
+    found: List[Op] = []
+    if port_rules_exist(tap):
+        found.append(RemovePortRules(tap))
+    if shaping_exists(nl, tap):
+        found.append(Unshape(tap))
+    return found
+
+
+def guest_rules(segment: Segment, ports: Sequence[Port], tap: str) -> List[Rule]:
+    """What the TAP may send under its segment's port_security; [] when it is off."""
+    if segment.port_security == "off":
+        return []
+    from .portconfig import Invalid, parse_mac, port_for
+    from .portsecurity import caller_nic_mac, port_rules
+
+    port = port_for(ports, tap)
+    mac = port.mac if port is not None else None
+    if mac is None:
+        # The guest's MAC as QEMU gives it: the NIC of this TAP in the command line
+        # of the QEMU that runs this hook.
+        found = caller_nic_mac(tap, posix.getppid())
+        try:
+            mac = parse_mac(found) if found else None
+        except Invalid:
+            raise UnavailableError(f"the NIC of {tap} has mac={found}, which is not a guest's "
+                                   f"unicast MAC") from None
+    if mac is None:
+        raise UnavailableError(
+            f'{segment.key} has port_security = "{segment.port_security}", which needs the '
+            f'guest\'s MAC: set mac = "..." in [port."{tap}"], or give the NIC of '
+            f"ifname={tap} a mac= in QEMU's command line")
+    return port_rules(segment.port_security, mac, port)
+
+
 def attach(nl: Netlink, segment: Segment, tap: str, trace: Trace,
-           warn: Callable[[str], None]) -> None:
+           warn: Callable[[str], None], ports: Sequence[Port] = ()) -> None:
     """ifup: one run, rolled back whole if any step fails (the bridge it built included),
-    so that a failed ifup leaves the kernel as it was."""
+    so that a failed ifup leaves the kernel as it was. `ports`: the config's [port]
+    tables."""
     link = nl.get_link(tap)
     if link is None:
         raise UnavailableError(f"{tap} does not exist (QEMU creates it before running the hook)")
     require_tap(link)  # before anything else: never build or enslave for a non-TAP
     if link.master:  # a repeated ifup, or a TAP someone put elsewhere: refuse before building
         require_not_elsewhere(link, nl.get_link(segment.bridge))
+    rules = guest_rules(segment, ports, tap)
+    shaped = bool(segment.guest_rx_mbit or segment.guest_tx_mbit)
     with BridgeLock(segment.bridge) as lock, Executor(nl, (link,), trace) as run:
         bridge = ensure_bridge(nl, segment, lock, run, warn)
         run.know(bridge)
-        plan = plan_attach(segment, link, bridge, tap_vlans(nl, segment, link, bridge))
+        plan = plan_attach(segment, link, bridge, tap_vlans(nl, segment, link, bridge),
+                           rules=rules, has_rules=not rules and port_rules_exist(tap),
+                           has_shaping=not shaped and shaping_exists(nl, tap))
         run.apply(plan.ops)
         verify_attached(nl, tap, bridge)
 
@@ -129,7 +194,8 @@ def attach(nl: Netlink, segment: Segment, tap: str, trace: Trace,
 def detach(nl: Netlink, segment: Segment, tap: str, trace: Trace,
            note: Callable[[str], None]) -> None:
     link = nl.get_link(tap)
-    plan = plan_detach(segment, link, nl.get_link(segment.bridge) if link else None)
+    plan = plan_detach(segment, link, nl.get_link(segment.bridge) if link else None,
+                       leftovers(nl, tap))
     for message in plan.notes:
         note(message)
     try:

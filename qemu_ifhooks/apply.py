@@ -7,7 +7,8 @@ import errno
 from .errors import HookError, KernelError, PermissionDenied, UnavailableError
 from .netlink import Link, MissingKernelFeature, Netlink
 from .plan import (BridgeVlanAdd, BridgeVlanDel, CreateBridge, CreateVlan, DeleteLink, Op,
-                   SetAlias, SetDown, SetMaster, SetMtu, SetNoMaster, SetUp, kernel_lacks)
+                   RemovePortRules, SetAlias, SetDown, SetMaster, SetMtu, SetNoMaster,
+                   SetPortIsolated, SetPortRules, SetUp, ShapeGuest, Unshape, kernel_lacks)
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class Executor:
         self.before: Dict[str, Link] = {}  # links as they were before this run changed them
         self.created: Set[str] = set()
         self.undo: List[Op] = []
+        self._nftables = None
         self.know(*known)
 
     def __enter__(self) -> "Executor":
@@ -58,6 +60,16 @@ class Executor:
     def __exit__(self, kind, error, traceback) -> None:
         if kind is not None:
             self.rollback()
+        if self._nftables is not None:
+            self._nftables.__exit__()
+
+    def nftables(self):
+        """The nf_tables socket, opened when a rule first needs it."""
+        if self._nftables is None:
+            from .nftables import Nftables
+
+            self._nftables = Nftables()
+        return self._nftables
 
     def know(self, *links: Optional[Link]) -> None:
         """Links as just observed: their indexes, and their state where this run has
@@ -97,8 +109,14 @@ class Executor:
         (a link created in this run goes away whole) or nothing can (a deletion)."""
         if isinstance(op, (CreateBridge, CreateVlan)):
             return DeleteLink(op.ifname)
-        if op.ifname in self.created or isinstance(op, DeleteLink):
+        if isinstance(op, SetPortRules):
+            return RemovePortRules(op.ifname)  # rules a killed VM left are not worth keeping
+        if isinstance(op, ShapeGuest):
+            return Unshape(op.ifname)  # likewise its rate limits
+        if op.ifname in self.created or isinstance(op, (DeleteLink, RemovePortRules, Unshape)):
             return None
+        if isinstance(op, SetPortIsolated):
+            return SetPortIsolated(op.ifname, not op.isolated)
         self.index(op.ifname)  # makes sure its state before is known
         was = self.before[op.ifname]
         if isinstance(op, SetMtu):
@@ -156,6 +174,23 @@ class Executor:
         elif isinstance(op, DeleteLink):
             nl.delete_link(self.index(op.ifname))
             del self.indexes[op.ifname]
+        elif isinstance(op, SetPortRules):
+            nft = self.nftables()
+            nft.ensure_table()
+            nft.set_port(op.ifname, [rule.expressions for rule in op.rules])
+        elif isinstance(op, RemovePortRules):
+            self.nftables().remove_port(op.ifname)
+        elif isinstance(op, SetPortIsolated):
+            nl.set_bridge_port(self.index(op.ifname), isolated=op.isolated)
+        elif isinstance(op, ShapeGuest):
+            from . import tc
+
+            tc.shape(nl, self.index(op.ifname), op.ifname, op.rx_mbit, op.tx_mbit)
+        elif isinstance(op, Unshape):
+            from . import tc
+
+            tap = nl.get_link(op.ifname)
+            tc.unshape(nl, op.ifname, tap.index if tap else None)
         else:  # pragma: no cover - a new Op type without an executor
             raise TypeError(f"no executor for {op!r}")
 

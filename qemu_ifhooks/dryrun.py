@@ -7,15 +7,17 @@ hook would create it, a TAP that does not exist yet as QEMU creates it. No lock 
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
-from .actions import check_uplink_offloads, machine_id, observe, tap_vlans
+from .actions import (check_uplink_offloads, guest_rules, leftovers, machine_id, observe,
+                      port_rules_exist, shaping_exists, tap_vlans)
 from .config import Config, Segment
 from .errors import UsageError
 from .hookname import IFUP, HookName, parse_hook_name, resolve_segment
 from .ifname import ifname_problem
 from .netlink import Link, Netlink
 from .plan import Plan, plan_attach, plan_detach, predicted_bridge, require_tap
+from .portconfig import Port
 
 FRESH_TAP_MTU = 1500
 
@@ -36,7 +38,8 @@ def hook_for(action: str, vlan: Optional[int], bridge: Optional[str],
     return name
 
 
-def plan_ifup(nl: Netlink, segment: Segment, tap: str, notes: List[str]) -> Plan:
+def plan_ifup(nl: Netlink, segment: Segment, tap: str, notes: List[str],
+              ports: Sequence[Port] = ()) -> Plan:
     link = nl.get_link(tap)
     if link is None:
         notes.append(f"{tap} does not exist yet: planned as QEMU creates it "
@@ -51,13 +54,18 @@ def plan_ifup(nl: Netlink, segment: Segment, tap: str, notes: List[str]) -> Plan
         notes.append(f"{segment.bridge} does not exist yet: the hook creates it")
         # A new subinterface has its parent's MTU.
         bridge = predicted_bridge(build, scene.vlan_port or scene.uplink)
-    attach = plan_attach(segment, link, bridge, tap_vlans(nl, segment, link, bridge))
+    rules = guest_rules(segment, ports, tap)
+    shaped = bool(segment.guest_rx_mbit or segment.guest_tx_mbit)
+    attach = plan_attach(segment, link, bridge, tap_vlans(nl, segment, link, bridge),
+                         rules=rules, has_rules=not rules and port_rules_exist(tap),
+                         has_shaping=not shaped and shaping_exists(nl, tap))
     return Plan(build.ops + attach.ops, build.notes + attach.notes)
 
 
 def plan_ifdown(nl: Netlink, segment: Segment, tap: str) -> Plan:
     link = nl.get_link(tap)
-    return plan_detach(segment, link, nl.get_link(segment.bridge) if link else None)
+    return plan_detach(segment, link, nl.get_link(segment.bridge) if link else None,
+                       leftovers(nl, tap))
 
 
 def dry_run(config: Config, action: str, tap: str, hook: HookName) -> List[str]:
@@ -67,7 +75,7 @@ def dry_run(config: Config, action: str, tap: str, hook: HookName) -> List[str]:
     segment = resolve_segment(config, hook, tap)
     notes: List[str] = []
     with Netlink() as nl:
-        plan = plan_ifup(nl, segment, tap, notes) if action == IFUP else \
+        plan = plan_ifup(nl, segment, tap, notes, config.ports) if action == IFUP else \
             plan_ifdown(nl, segment, tap)
     lines = [f"# {action} {tap}: {segment.key}, bridge {segment.bridge}"]
     lines += [f"# {note}" for note in notes + list(plan.notes)]

@@ -31,12 +31,14 @@ def run(hook: HookName, tap: str, label: str, config_path: Optional[str] = None)
         problem = ifname_problem(tap)
         if problem:
             raise UsageError(f"invalid interface name {tap!r}: {problem}")
-        segment = resolve_segment(load_config(config_path), hook, tap)
+        config = load_config(config_path)
+        segment = resolve_segment(config, hook, tap)
         log.bridge, log.vlan = segment.bridge, segment.vlan
         try:
             with Netlink() as nl:
                 if hook.action == IFUP:
-                    attach(nl, segment, tap, log.op, lambda message: warn(label, message))
+                    attach(nl, segment, tap, log.op, lambda message: warn(label, message),
+                           config.ports)
                 else:
                     detach(nl, segment, tap, log.op, log.note)
         except OSError as error:  # a query refused; operations raise HookErrors already

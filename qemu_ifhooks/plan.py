@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from typing import List, Optional, Sequence, Set
 
     from .config import Segment
+    from .portsecurity import Rule
 
 
 BRIDGE_DEFAULT_MTU = 1500  # what the kernel gives a new bridge (ETH_DATA_LEN)
@@ -147,6 +148,85 @@ class DeleteLink(Op):
 
     def command(self) -> str:
         return f"ip link del dev {shell_quote(self.ifname)}"
+
+
+class SetPortRules(Op):
+    """The TAP's chain in the bridge table holds exactly `rules`, and its frames go
+    there (nftables.py); written whole or not at all."""
+
+    __slots__ = (
+        "ifname",
+        "rules",  # a tuple of portsecurity.Rule
+    )
+
+    def command(self) -> str:
+        from .nftables import PORTS_MAP, TABLE, port_chain
+
+        chain = f"bridge {TABLE} {port_chain(self.ifname)}"
+        script = [f"add chain {chain}", f"flush chain {chain}"]
+        script += [f"add rule {chain} {rule.text}" for rule in self.rules]
+        script.append(f"add element bridge {TABLE} {PORTS_MAP} {{ {nft_string(self.ifname)} : "
+                      f"jump {port_chain(self.ifname)} }}")
+        return f"nft {shell_quote('; '.join(script))}"
+
+
+class RemovePortRules(Op):
+    __slots__ = ("ifname",)
+
+    def command(self) -> str:
+        from .nftables import PORTS_MAP, TABLE, port_chain
+
+        return "nft " + shell_quote(f"delete element bridge {TABLE} {PORTS_MAP} "
+                                    f"{{ {nft_string(self.ifname)} }}; delete chain bridge {TABLE} "
+                                    f"{port_chain(self.ifname)}")
+
+
+class SetPortIsolated(Op):
+    __slots__ = ("ifname", "isolated")
+
+    def command(self) -> str:
+        return f"bridge link set dev {shell_quote(self.ifname)} isolated {'on' if self.isolated else 'off'}"
+
+
+class ShapeGuest(Op):
+    """The TAP's rate limits (tc.py), replacing whatever shaping it had."""
+
+    __slots__ = ("ifname", "rx_mbit", "tx_mbit")
+
+    def command(self) -> str:
+        from .tc import HOOKS, MARK, ifb_name, tbf_limits
+
+        tap = shell_quote(self.ifname)
+        steps = [f"tc qdisc del dev {tap} clsact", f"tc qdisc add dev {tap} clsact"]
+        for direction, mbit in (("rx", self.rx_mbit), ("tx", self.tx_mbit)):
+            if mbit:
+                ifb = shell_quote(ifb_name(direction, self.ifname))
+                _, burst, limit = tbf_limits(mbit)
+                hook = "egress" if HOOKS[direction] == HOOKS["rx"] else "ingress"
+                steps += [f"ip link add {ifb} type ifb",
+                          f"ip link set dev {ifb} alias {shell_quote(MARK.format(direction=direction, tap=self.ifname))} up",
+                          f"tc qdisc replace dev {ifb} root tbf rate {mbit}mbit burst {burst} limit {limit}",
+                          f"tc filter add dev {tap} {hook} protocol all u32 match u32 0 0 "
+                          f"action mirred egress redirect dev {ifb}"]
+        return "; ".join(steps)
+
+
+class Unshape(Op):
+    """No rate limits for the TAP: its ifb devices (which outlive it) and clsact go."""
+
+    __slots__ = ("ifname",)
+
+    def command(self) -> str:
+        from .tc import ifb_name
+
+        tap = shell_quote(self.ifname)
+        return "; ".join([f"tc qdisc del dev {tap} clsact"] + [
+            f"ip link del dev {shell_quote(ifb_name(d, self.ifname))}" for d in ("rx", "tx")])
+
+
+def nft_string(name: str) -> str:
+    """An interface name as nft quotes it."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class Plan(Record):
@@ -400,12 +480,22 @@ def require_not_elsewhere(tap: Link, bridge: Optional[Link]) -> None:
 
 
 def plan_attach(segment: Segment, tap: Link, bridge: Link,
-                tap_vlans: Sequence[BridgeVlan] = ()) -> Plan:
+                tap_vlans: Sequence[BridgeVlan] = (), *, rules: Sequence[Rule] = (),
+                has_rules: bool = False, has_shaping: bool = False) -> Plan:
     """Enslave the TAP to the (existing) bridge; nothing when it is already done.
-    `tap_vlans`: the TAP's VLANs, when it is already a port of a VLAN-aware bridge."""
+    `tap_vlans`: the TAP's VLANs, when it is already a port of a VLAN-aware bridge.
+    `rules`: what the TAP may send (portsecurity.py), when the segment guards its
+    ports; `has_rules`, `has_shaping`: rules or rate limits of a TAP of this name are
+    there already (a killed VM's), to go when the segment has none."""
     require_tap(tap)
     require_not_elsewhere(tap, bridge)
     ops: List[Op] = []
+    # The rules first: no frame of the guest crosses the bridge before they hold, and
+    # whatever a killed VM's TAP of the same name had is replaced (or removed).
+    if rules:
+        ops.append(SetPortRules(tap.name, tuple(rules)))
+    elif has_rules:
+        ops.append(RemovePortRules(tap.name))
     # MTU first: a port with a smaller MTU would lower an auto-MTU bridge.
     if tap.mtu != bridge.mtu:
         ops.append(SetMtu(tap.name, bridge.mtu))
@@ -414,6 +504,12 @@ def plan_attach(segment: Segment, tap: Link, bridge: Link,
         # A new port gets the bridge's default PVID, if it has one.
         default = bridge.vlan_default_pvid
         tap_vlans = [BridgeVlan(default, True, True)] if default else []
+    if segment.isolated:
+        ops.append(SetPortIsolated(tap.name, True))
+    if segment.guest_rx_mbit or segment.guest_tx_mbit:
+        ops.append(ShapeGuest(tap.name, segment.guest_rx_mbit, segment.guest_tx_mbit))
+    elif has_shaping:
+        ops.append(Unshape(tap.name))
     if segment.vlan_aware:
         # Before the TAP comes up, so that no frame passes in a VLAN it is not for.
         ops += plan_tap_vlans(segment, tap.name, tap_vlans)
@@ -437,9 +533,13 @@ def plan_tap_vlans(segment: Segment, tap: str, have: Sequence[BridgeVlan]) -> Li
 
 # --- ifdown -----------------------------------------------------------------------------
 
-def plan_detach(segment: Segment, tap: Optional[Link], bridge: Optional[Link]) -> Plan:
+def plan_detach(segment: Segment, tap: Optional[Link], bridge: Optional[Link],
+                leftovers: Sequence[Op] = ()) -> Plan:
+    """`leftovers`: what removes the TAP's rules and rate limits, when it has any; they
+    go too (also when the TAP itself is gone: the ifb devices outlive it)."""
+    removal = tuple(leftovers)
     if tap is None:
-        return Plan(notes=("already gone (QEMU closed it)",))
+        return Plan(removal, notes=("already gone (QEMU closed it)",))
     require_tap(tap)
     if tap.master and (bridge is None or tap.master != bridge.index):
         return Plan(notes=(f"on another master (ifindex {tap.master}), not {segment.bridge}; "
@@ -449,7 +549,7 @@ def plan_detach(segment: Segment, tap: Optional[Link], bridge: Optional[Link]) -
         ops.append(SetNoMaster(tap.name))
     if tap.is_up:
         ops.append(SetDown(tap.name))
-    return Plan(tuple(ops))
+    return Plan(tuple(ops) + removal)
 
 
 # --- down -------------------------------------------------------------------------------
