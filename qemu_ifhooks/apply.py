@@ -96,12 +96,14 @@ class Executor:
             self.trace(op.command())
             try:
                 inverse = self._inverse(op)
+                if inverse is not None and op.compound:
+                    self.undo.append(inverse)  # it cleans up whatever part was done
                 self._apply(op)
             except OSError as error:
                 raise kernel_error(op, error) from None
             if isinstance(op, (CreateBridge, CreateVlan)):
                 self.created.add(op.ifname)
-            if inverse is not None:
+            if inverse is not None and not op.compound:
                 self.undo.append(inverse)
 
     def _inverse(self, op: Op) -> Optional[Op]:

@@ -42,6 +42,8 @@ class Op(Record):
     """One change to the kernel; `command()` says it as the `ip`/`bridge` equivalent."""
 
     __slots__ = ()
+    # Several kernel changes in one op: its undo also runs when it fails midway.
+    compound = False
 
     def command(self) -> str:
         raise NotImplementedError
@@ -192,6 +194,7 @@ class ShapeGuest(Op):
     """The TAP's rate limits (tc.py), replacing whatever shaping it had."""
 
     __slots__ = ("ifname", "rx_mbit", "tx_mbit")
+    compound = True
 
     def command(self) -> str:
         from .tc import HOOKS, MARK, ifb_name, tbf_limits

@@ -131,13 +131,17 @@ def shape(nl: Netlink, tap_index: int, tap: str, rx_mbit: Optional[int], tx_mbit
 def _create_ifb(nl: Netlink, name: str, alias: str):
     nl.create_link(name, "ifb")
     ifb = nl.get_link(name)
+    if ifb is None:
+        raise OSError(errno.ENODEV, f"{name} vanished once created")
     nl.set_link(ifb.index, alias=alias, up=True)
     return ifb
 
 
 def remove_ifb(nl: Netlink, name: str) -> bool:
+    """Delete the ifb by that name if it is the project's: its alias says so, or it
+    has none yet (made, and the hook stopped before marking it)."""
     link = nl.get_link(name)
-    if link is None or not (link.alias or "").startswith("qemu-ifhooks: "):
+    if link is None or link.kind != "ifb" or not (link.alias or "qemu-ifhooks: ").startswith("qemu-ifhooks: "):
         return False
     nl.delete_link(link.index)
     return True
