@@ -27,7 +27,22 @@ import pytest
 from conftest import assert_one_line_error
 
 STATUSES = {0, 64, 65, 69, 71, 75, 77, 78}  # the table, without 70: an internal error is a bug
-CONFIG = '[vlan.0]\nbridge = "br0"\nuplink = "eth0"\nmtu = 9000\n'
+# Every kind of change an ifup makes: a bridge with a pinned MTU and an uplink, the
+# TAP's rules in the bridge table, isolation, and rate limits through ifb devices.
+CONFIG = """\
+[vlan.0]
+bridge = "br0"
+uplink = "eth0"
+mtu = 9000
+port_security = "ip"
+isolated = true
+guest_rx_mbit = 10
+guest_tx_mbit = 10
+
+[port."tap0"]
+mac = "52:54:00:12:34:56"
+ipv4 = ["192.0.2.10"]
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +60,9 @@ def scene(make_netns, hooks):
     ns.ip("link", "set", "eth0", "mtu", "9000")
     holder = ns.hold_taps("tap0")
     hooks.write_config(CONFIG)
+    deadline = time.monotonic() + 5  # carrier comes a moment after both ends are up
+    while any("NO-CARRIER" in link["flags"] for link in ns.links()) and time.monotonic() < deadline:
+        time.sleep(0.02)
     return ns, holder
 
 
@@ -67,8 +85,14 @@ def requests_of_a_clean_run(make_netns, hooks) -> int:
                   str(hooks.entry("ifup-br0")), "tap0", env=hooks.env())
     assert done.returncode == 0, done.stderr
     count = sum(1 for line in log.read_text().splitlines() if "sendto(" in line)
-    assert count >= 10, log.read_text()  # lookups, offloads, the bridge, the uplink, the TAP
+    assert count >= 20, log.read_text()  # lookups, offloads, bridge, uplink, rules, limits, TAP
     return count
+
+
+def guarded(ns) -> bool:
+    """The bridge table sends tap0's frames to its chain (`nft -j`)."""
+    done = ns.run("nft", "-j", "list", "map", "bridge", "qemu_ifhooks", "ports")
+    return done.returncode == 0 and '"tap0"' in done.stdout
 
 
 def assert_complete(ns) -> None:
@@ -76,6 +100,8 @@ def assert_complete(ns) -> None:
     assert (br0["mtu"], "UP" in br0["flags"]) == (9000, True), br0
     assert ns.ports("br0") == ["eth0", "tap0"]
     assert (tap0["mtu"], "UP" in tap0["flags"]) == (9000, True), tap0
+    assert guarded(ns)
+    assert {"rx-tap0", "tx-tap0"} <= {link["ifname"] for link in ns.links()}
 
 
 @pytest.mark.parametrize("errno_name, status", [("ENOBUFS", 71), ("EPERM", 77), ("ENODEV", 69)])
@@ -92,6 +118,7 @@ def test_a_refused_request_at_any_step_leaves_the_kernel_as_it_was(make_netns, h
         else:
             assert_one_line_error(done, status)
             assert ns.snapshot() == before, f"step {step} of {steps}"
+            assert not guarded(ns), f"step {step} of {steps}"
             failed += 1
         ns.cleanup()
     assert failed > steps // 2, failed  # most requests cannot be done without
@@ -146,5 +173,6 @@ def test_a_link_deleted_at_any_step_ends_cleanly(make_netns, hooks, victim):
             assert done.returncode in STATUSES, f"step {step}: {done.stderr}"
             assert ns.snapshot() == [link for link in before if link[0] not in gone], \
                 f"step {step} of {steps}: {done.stderr}"
+            assert not guarded(ns), f"step {step} of {steps}"
         ns.cleanup()
     assert outcomes & {69, 71}, outcomes  # some steps must notice the deletion
