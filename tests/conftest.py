@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,16 @@ def require_guest() -> None:
     require_qemu()
     if not (GUEST_DIR / "vmlinuz").is_file() or not (GUEST_DIR / "initrd.img").is_file():
         cannot_run(f"needs the guest kernel and initramfs in {GUEST_DIR} (make guest)")
+
+
+def debian_release() -> int:
+    """The major version of the running Debian release (os-release VERSION_ID); 0 if
+    unknown (testing, unstable, not Debian)."""
+    try:
+        version = platform.freedesktop_os_release().get("VERSION_ID", "").split(".")[0]
+    except OSError:
+        return 0
+    return int(version) if version.isdigit() else 0
 
 
 def sh(*argv: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
