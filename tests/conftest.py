@@ -96,7 +96,7 @@ class Netns:
 
     def run_as(self, user: str, *argv: str, **kwargs) -> subprocess.CompletedProcess:
         """`run` as another user (group nogroup, no supplementary groups), as after
-        QEMU's -runas."""
+        QEMU's -run-with user= (-runas before QEMU 10)."""
         if shutil.which("setpriv") is None:
             cannot_run("needs setpriv (apt-get install util-linux)")
         return self.run("setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups",
@@ -277,7 +277,7 @@ def seed(netns, hooks):
 @pytest.fixture
 def hooks() -> Hooks:
     # Not under pytest's 0700 tmp_path: hooks also run as an unprivileged user, as
-    # after QEMU's -runas.
+    # after QEMU's -run-with user= (or -runas).
     directory = Path(tempfile.mkdtemp(prefix="qemu-ifhooks-test."))
     os.chmod(directory, 0o755)
     made = Hooks(directory / "hooks")
