@@ -1,4 +1,4 @@
-# qemu-ifhooks: every target installs what it needs (Debian 12, as root).
+# qemu-ifhooks: every target installs what it needs (Debian 12 or 13, as root).
 #   sudo make demo    the hooks at work: QEMU, two VLANs, a guest pinging each LAN
 #   sudo make test    the whole test suite (unit, namespaces, concurrency, QEMU, guest)
 
