@@ -172,6 +172,12 @@ class Netns:
         subprocess.run(["ip", "netns", "del", self.name], stderr=subprocess.DEVNULL)
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The result line of the Debian 13 tier (tests/test_debian13.py), if it ran."""
+    for line in getattr(sys.modules.get("test_debian13"), "SUMMARY", []):
+        terminalreporter.write_line(line)
+
+
 @pytest.fixture
 def make_netns(request):
     """Factory of namespaces (of class `kind`, a Netns subclass if the test module
