@@ -1,4 +1,4 @@
-# qemu-ifhooks: every target installs what it needs (Debian 12, as root).
+# qemu-ifhooks: every target installs what it needs (Debian 12 or 13, as root).
 #   sudo make demo    the hooks at work: QEMU, two VLANs, a guest pinging each LAN
 #   sudo make test    the whole test suite (unit, namespaces, concurrency, QEMU, guest)
 
@@ -7,13 +7,17 @@ VENV        ?= .venv
 GUEST_DIR   ?= build/guest
 STRICT      ?= 1
 PYTEST_ARGS ?=
+# The Debian 13 root that tests/test_debian13.py runs the suite in (on other releases).
+DEBIAN13_ROOT ?= build/debian13
 
 # Debian packages the demo and the tests use; the second line builds and checks
-# the .deb and the .rpm (make deb, make rpm, tests/test_packaging.py).
+# the .deb and the .rpm (make deb, make rpm, tests/test_packaging.py); debootstrap
+# makes the Debian 13 root of tests/test_debian13.py.
 APT_PACKAGES = python3-venv python3-pip iproute2 ethtool util-linux qemu-system-x86 \
                busybox-static cpio kmod strace mandoc man-db nftables iptables \
                build-essential debhelper dh-python pybuild-plugin-pyproject python3-all \
-               python3-hatchling python3-installer lintian systemd rpm rpmlint
+               python3-hatchling python3-installer lintian systemd rpm rpmlint \
+               debootstrap
 
 # Debian packages only the benchmark uses (bench/README.md): the naive hook it compares
 # against, the plot, and GNU time for the peak RSS.
@@ -22,7 +26,7 @@ BENCH_ARGS ?=
 
 VENV_STAMP = $(VENV)/.installed
 
-.PHONY: all deps venv guest demo test unit deb rpm clean
+.PHONY: all deps venv guest demo test unit deb rpm debian13-root clean
 
 all: venv
 
@@ -67,6 +71,10 @@ deb: deps
 
 rpm: deps
 	packaging/build.sh rpm dist
+
+# A Debian 13 root with the same packages, rebuilt when stale (tools/debian-root.sh).
+debian13-root: deps
+	tools/debian-root.sh build $(DEBIAN13_ROOT) trixie $(APT_PACKAGES)
 
 # Hook latency, scaling, burst and memory against Debian's /etc/qemu-ifup and a naive
 # pyroute2 hook, in a network namespace of its own: bench/results.md and a PNG plot.

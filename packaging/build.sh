@@ -20,18 +20,8 @@ version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$top/qemu_ifhooks/__init__.p
 work=$(mktemp -d "${TMPDIR:-/tmp}/qemu-ifhooks-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 
-# The tree as it is now (tracked and new files, not what .gitignore excludes);
-# without git, everything but the usual local state.
 src="$work/qemu-ifhooks-$version"
-mkdir "$src"
-if git -C "$top" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    git -C "$top" ls-files -z --cached --others --exclude-standard |
-        (cd "$top" && xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' -) |
-        (cd "$top" && tar --null -T - -cf -) | tar -xf - -C "$src"
-else
-    (cd "$top" && tar --exclude=./.git --exclude=./.venv --exclude=./build \
-        --exclude=./dist --exclude=./.pytest_cache -cf - .) | tar -xf - -C "$src"
-fi
+"$top/tools/copy-tree.sh" "$src"
 
 # OUTDIR keeps the latest build of each kind only.
 case "$what" in
@@ -53,10 +43,15 @@ rpm)
     mkdir -p "$work/rpmbuild/SOURCES"
     tar -C "$work" -czf "$work/rpmbuild/SOURCES/qemu-ifhooks-$version.tar.gz" \
         "qemu-ifhooks-$version"
+    # ci.macros as the user's macro file of a HOME of its own, read with every
+    # configuration rpm loads: rpm 4.20 forgets files given with --load when it
+    # reloads its configuration for the noarch target (%pyproject_buildrequires:
+    # not found), rpm 4.18 does not; ~/.rpmmacros works with both.
+    mkdir "$work/home"
+    cp "$src/packaging/rpm/ci.macros" "$work/home/.rpmmacros"
     # --nodeps: this host's rpm database is empty; the BuildRequires are Fedora's.
-    rpmbuild -ba --nodeps \
+    HOME="$work/home" XDG_CONFIG_HOME="$work/home/.config" rpmbuild -ba --nodeps \
         --define "_topdir $work/rpmbuild" \
-        --load "$src/packaging/rpm/ci.macros" \
         "$src/packaging/rpm/qemu-ifhooks.spec" >"$work/build.log" 2>&1 || {
         cat "$work/build.log" >&2; exit 1; }
     for f in "$work"/rpmbuild/RPMS/*/*.rpm "$work"/rpmbuild/SRPMS/*.rpm; do

@@ -201,8 +201,9 @@ def detach(nl: Netlink, segment: Segment, tap: str, trace: Trace,
     try:
         Executor(nl, (link,), trace).apply(plan.ops)
     except PermissionDenied:
-        # QEMU ran with -runas: nothing is left to undo, the kernel removes the port
-        # when QEMU closes the TAP right after this script.
+        # QEMU dropped privileges (-run-with user=, or -runas before QEMU 10): nothing
+        # is left to undo, the kernel removes the port when QEMU closes the TAP right
+        # after this script.
         note("no CAP_NET_ADMIN (QEMU dropped privileges); the kernel detaches the TAP "
              "when QEMU closes it")
     except UnavailableError:

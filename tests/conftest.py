@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -57,6 +58,16 @@ def require_guest() -> None:
         cannot_run(f"needs the guest kernel and initramfs in {GUEST_DIR} (make guest)")
 
 
+def debian_release() -> int:
+    """The major version of the running Debian release (os-release VERSION_ID); 0 if
+    unknown (testing, unstable, not Debian)."""
+    try:
+        version = platform.freedesktop_os_release().get("VERSION_ID", "").split(".")[0]
+    except OSError:
+        return 0
+    return int(version) if version.isdigit() else 0
+
+
 def sh(*argv: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     done = subprocess.run([str(a) for a in argv], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, **kwargs)
@@ -85,7 +96,7 @@ class Netns:
 
     def run_as(self, user: str, *argv: str, **kwargs) -> subprocess.CompletedProcess:
         """`run` as another user (group nogroup, no supplementary groups), as after
-        QEMU's -runas."""
+        QEMU's -run-with user= (-runas before QEMU 10)."""
         if shutil.which("setpriv") is None:
             cannot_run("needs setpriv (apt-get install util-linux)")
         return self.run("setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups",
@@ -159,6 +170,12 @@ class Netns:
                 holder.kill()
                 holder.wait()
         subprocess.run(["ip", "netns", "del", self.name], stderr=subprocess.DEVNULL)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The result line of the Debian 13 tier (tests/test_debian13.py), if it ran."""
+    for line in getattr(sys.modules.get("test_debian13"), "SUMMARY", []):
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture
@@ -266,7 +283,7 @@ def seed(netns, hooks):
 @pytest.fixture
 def hooks() -> Hooks:
     # Not under pytest's 0700 tmp_path: hooks also run as an unprivileged user, as
-    # after QEMU's -runas.
+    # after QEMU's -run-with user= (or -runas).
     directory = Path(tempfile.mkdtemp(prefix="qemu-ifhooks-test."))
     os.chmod(directory, 0o755)
     made = Hooks(directory / "hooks")

@@ -60,7 +60,8 @@ DEFAULT_MODULES = ("8021q", "bridge", "veth", "tun", "dummy")
 DEFAULT_TIMEOUT = 300.0  # seconds for one boot, payload included
 MEMORY_MB = 1024
 # Passed into the guest when set on the host.
-PASS_ENV = ("QEMU_IFHOOKS_STRICT", "QEMU_IFHOOKS_DEBUG")
+# The guest's checks find the guest files (kernel release, modules) where the host did.
+PASS_ENV = ("QEMU_IFHOOKS_STRICT", "QEMU_IFHOOKS_DEBUG", "QEMU_IFHOOKS_GUEST_DIR")
 IN_VM_ENV = "QEMU_IFHOOKS_IN_VM"
 OUT_ENV = "QEMU_IFHOOKS_VM_OUT"
 RESULTS_FILE = "results.jsonl"

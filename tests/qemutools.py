@@ -13,6 +13,17 @@ QEMU_BASE = ["qemu-system-x86_64", "-accel", "tcg", "-m", "64", "-S", "-nodefaul
 _ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
+def privilege_drop_args(user: str, qemu: str = "qemu-system-x86_64") -> List[str]:
+    """The options that make QEMU switch to `user` once the VM is set up (after the
+    upscripts, before the downscripts): `-run-with user=` where QEMU has it (9.1 and
+    later; QEMU 10 removed -runas), else `-runas`."""
+    usage = subprocess.run([qemu, "-help"], stdout=subprocess.PIPE, text=True,
+                           check=True).stdout
+    if re.search(r"^-run-with .*user=", usage, re.MULTILINE):
+        return ["-run-with", f"user={user}"]
+    return ["-runas", user]
+
+
 def start(ns, args: List[str], request, env=None, base: List[str] = QEMU_BASE) -> subprocess.Popen:
     """QEMU (`base` + `args`) in `ns`, killed by the finalizer if the test has not quit it."""
     qemu = ns.popen(*base, *args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

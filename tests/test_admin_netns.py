@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import CLI, SEED_CONFIG, assert_one_line_error, require_guest, sh
+from conftest import CLI, GUEST_DIR, SEED_CONFIG, assert_one_line_error, require_guest, sh
 
 
 def cli(ns, hooks, *args):
@@ -86,7 +86,7 @@ def test_demo_runs_end_to_end():
         return [line for line in sh("ip", "netns", "list").stdout.splitlines()
                 if line.startswith("qih-demo-")]
     before = demo_namespaces()
-    done = sh(CLI, "demo", check=False)
+    done = sh(CLI, "demo", "--guest-dir", GUEST_DIR, check=False)  # as `make demo` does
     assert done.returncode == 0, done.stdout + done.stderr
     assert "guest eth0 ping 192.0.2.1: OK" in done.stdout
     assert "guest eth1 ping 198.51.100.1: OK" in done.stdout

@@ -22,7 +22,7 @@ from typing import List
 
 import pytest
 
-from conftest import ROOT, SEED_CONFIG, cannot_run, require_root, sh
+from conftest import ROOT, SEED_CONFIG, cannot_run, debian_release, require_root, sh
 from qemu_ifhooks import __version__
 from qemu_ifhooks.cli import build_parser
 from test_man import subcommands
@@ -37,7 +37,13 @@ RPM = ROOT / "dist" / f"{PACKAGE}-{__version__}-1.noarch.rpm"
 CLI = "/usr/sbin/qemu-ifhooks"
 HOOK = "/usr/libexec/qemu-ifhooks/qemu-ifhook"
 CONFFILE = "/etc/qemu-ifhooks/qemu-ifhooks.toml"
-UNIT = "/lib/systemd/system/qemu-ifhooks.service"
+
+# Where the release wants system units (the oracle is the release, not the build
+# system the package takes the path from): /lib up to Debian 12; from Debian 13 on,
+# merged /usr (lintian: aliased-location for /lib/systemd/system).
+UNIT_DIRS = ["/lib/systemd/system", "/usr/lib/systemd/system"]
+UNIT_DIR = UNIT_DIRS[0] if 0 < debian_release() <= 12 else UNIT_DIRS[1]
+UNIT = f"{UNIT_DIR}/qemu-ifhooks.service"
 DIST_PACKAGES = "/usr/lib/python3/dist-packages/"
 # Nothing of the checkout or of a virtualenv: what a user's root shell has.
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root"}
@@ -187,8 +193,9 @@ def test_deb_layout(deb):
                  DIST_PACKAGES + "qemu_ifhooks/hook.py"):
         assert path in listed, f"{path} is not in the package"
     # QEMU's default scripts belong to qemu-system-common; no second program on PATH.
-    for path in ("/etc/qemu-ifup", "/etc/qemu-ifdown", "/usr/bin/qemu-ifhook",
-                 "/usr/bin/qemu-ifhooks", "/usr/sbin/qemu-ifhook"):
+    wrong_unit = [f"{d}/qemu-ifhooks.service" for d in UNIT_DIRS if d != UNIT_DIR]
+    for path in ["/etc/qemu-ifup", "/etc/qemu-ifdown", "/usr/bin/qemu-ifhook",
+                 "/usr/bin/qemu-ifhooks", "/usr/sbin/qemu-ifhook"] + wrong_unit:
         assert path not in listed, f"the package ships {path}"
     conffiles = sh("dpkg-query", "-W", "-f=${Conffiles}", PACKAGE).stdout.split()
     assert CONFFILE in conffiles

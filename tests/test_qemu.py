@@ -3,6 +3,9 @@ pings through each bridge to the far side of its uplink (the seed's scenario).""
 
 from __future__ import annotations
 
+import os
+import pwd
+
 import pytest
 
 import qemutools
@@ -73,6 +76,40 @@ def test_qemu_refuses_to_start_when_the_upscript_fails(lab, request):
     assert "uplink eth0 has GRO disabled" in err  # QEMU passes our one line through
     assert "network script" in err and "failed with status" in err
     assert host.link("br0") is None
+
+
+def uids_of(pid: int) -> set:
+    with open(f"/proc/{pid}/status") as status:
+        line = next(l for l in status if l.startswith("Uid:"))
+    return {int(uid) for uid in line.split()[1:]}
+
+
+def test_downscripts_after_qemu_dropped_privileges(lab, request):
+    """QEMU runs the upscripts as root, then becomes nobody (-run-with user= or -runas,
+    whichever this QEMU has); on quit the downscripts run as nobody: no CAP_NET_ADMIN,
+    a logged note, exit 0 (QEMU goes on), and the kernel detaches each TAP when QEMU
+    closes it."""
+    require_qemu()
+    host, _, hooks = lab
+    hooks.log.touch()
+    os.chmod(hooks.log, 0o666)  # the downscripts, as nobody, log there too
+    nobody = pwd.getpwnam("nobody").pw_uid
+    qemu = start(host, hooks, ["-S"] + qemutools.privilege_drop_args("nobody"), request)
+    wanted = {tap: bridge for _, tap, bridge, _, _, _ in NICS}
+    assert wait_for(lambda: all(host.master_of(t) == b for t, b in wanted.items())), \
+        ([host.master_of(t) for t in wanted], qemu.poll())
+    # `ip netns exec` execs QEMU: the Popen's PID is QEMU's; the kernel says who it is.
+    assert wait_for(lambda: uids_of(qemu.pid) == {nobody}), uids_of(qemu.pid)
+
+    out, err = qemu.communicate("quit\n", timeout=60)
+    assert qemu.returncode == 0, err
+    assert "network script" not in err and "qemu-ifhooks" not in err, err
+    for tap in wanted:
+        assert host.link(tap) is None
+    notes = [l for l in hooks.log_lines() if "no CAP_NET_ADMIN" in l]
+    assert sorted(tap for tap in wanted if any(tap in l for l in notes)) == sorted(wanted), \
+        hooks.log_lines()
+    assert host.master_of("eth0") == "br0" and host.master_of("eth1") == "br1"
 
 
 def test_booted_guest_pings_through_each_bridge(lab, request, tmp_path):
