@@ -50,8 +50,22 @@ def _each_bridge(config: Config, vlans: Sequence[int], verb: str,
     return status
 
 
+def sweep(trace: Callable[[str], None]) -> int:
+    """Remove the rules and ifb devices of TAPs that are gone (VMs killed without
+    their downscript); say what went."""
+    from .guards import leftovers
+
+    def remove() -> None:
+        with Netlink() as nl:
+            for op in leftovers(nl):
+                Executor(nl, trace=trace).apply([op])
+                print(f"swept {op.ifname}: its TAP is gone")
+    return run_guarded("sweep", remove)
+
+
 def up(config: Config, vlans: Sequence[int], verbose: bool) -> int:
     trace = _tracer(verbose)
+    swept = sweep(trace)
 
     def build(nl: Netlink, segment: Segment) -> str:
         done: List[str] = []
@@ -65,7 +79,7 @@ def up(config: Config, vlans: Sequence[int], verbose: bool) -> int:
         uplink = f" with uplink {segment.uplink_port}" if segment.uplink_port else ""
         return f"{'set up' if done else 'already up'}{uplink}"
 
-    return _each_bridge(config, vlans, "up", build)
+    return _each_bridge(config, vlans, "up", build) or swept
 
 
 def down(config: Config, vlans: Sequence[int], force: bool, verbose: bool) -> int:
@@ -76,5 +90,6 @@ def down(config: Config, vlans: Sequence[int], force: bool, verbose: bool) -> in
         done = "removed" if teardown(nl, segment, force, trace, notes.append) else "absent"
         return "; ".join([done] + notes)
 
-    return _each_bridge(config, vlans, "down", remove)
+    status = _each_bridge(config, vlans, "down", remove)
+    return status or sweep(trace)
 

@@ -66,6 +66,8 @@ class Facts:
     hook_dirs: Tuple[HookDir, ...] = ()
     vlan_support: Optional[bool] = None  # 8021q: None when unknown
     vlan_filtering_support: Optional[bool] = None
+    guarded: Tuple[str, ...] = ()  # TAP names with rules in the bridge table
+    shaped: Tuple[str, ...] = ()  # TAP names with ifb devices
 
 
 # --- config -----------------------------------------------------------------------------
@@ -466,6 +468,27 @@ def kernel_findings(facts: Facts) -> List[Finding]:
     return out
 
 
+def guard_findings(facts: Facts) -> List[Finding]:
+    """Every TAP of a segment under port_security has its rules; no rules or ifb
+    device is left of a TAP that is gone."""
+    out: List[Finding] = []
+    inventory = facts.inventory
+    for segment in facts.config.segments if facts.config else ():
+        if segment.port_security == "off" or inventory.get(segment.bridge) is None:
+            continue
+        for port in inventory.ports(segment.bridge):
+            if port.is_tap and port.name not in facts.guarded:
+                out.append(Finding(FAIL, "port_security", port.name,
+                                   f'on {segment.bridge}, whose {segment.key} has port_security = '
+                                   f'"{segment.port_security}", but no rules guard it',
+                                   f"qemu-ifhooks hook ifup --vlan {segment.vlan} {port.name}"))
+    gone = sorted({tap for tap in facts.guarded + facts.shaped if tap not in inventory.links})
+    for tap in gone:
+        out.append(Finding(WARN, "port_security", tap, "rules or ifb devices are left of this TAP, "
+                           "which is gone (its VM was killed)", "qemu-ifhooks up (sweeps them)"))
+    return out
+
+
 def evaluate(facts: Facts) -> List[Finding]:
     """Every finding, in a fixed order: config, then per bridge (bridge, uplink,
     offloads), then host-wide."""
@@ -474,6 +497,7 @@ def evaluate(facts: Facts) -> List[Finding]:
         for segment in facts.config.bridges():
             out += bridge_findings(segment, facts.inventory)
             out += uplink_findings(segment, facts)
+    out += guard_findings(facts)
     out += netfilter_findings(facts) + tun_findings(facts) + hook_findings(facts) + \
         kernel_findings(facts)
     return out

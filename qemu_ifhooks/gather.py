@@ -206,7 +206,13 @@ def gather(explicit_config: Optional[str], directories: Sequence[str]) -> Facts:
                 devices.append(port.lower)
     features, feature_errors = read_features(devices)
     drops, problems = firewall()
+    from .guards import guarded_taps, shaped_taps
+    from .netlink import Netlink
+
+    with Netlink() as nl:
+        shaped = tuple(shaped_taps(nl))
     return Facts(**fields, inventory=inventory, features=features,
+                 guarded=tuple(guarded_taps()), shaped=shaped,
                  feature_errors=feature_errors, bridge_nf=bridge_nf(), drops=tuple(drops),
                  firewall_problems=tuple(problems), tun_problem=tun_problem(),
                  hook_program=this_hook_program(), hook_dirs=hook_dirs(config, directories),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .config import Config
 from .inventory import NET_ADDR_SET, Inventory, LinkInfo
@@ -110,6 +110,11 @@ class Port:
     mtu: int
     mac: Optional[str]
     holders: Tuple[Holder, ...] = ()
+    # TAPs: the guard the hooks gave them
+    port_security: Optional[str] = None  # the segment's mode when the TAP has rules, "off" when none
+    isolated: Optional[bool] = None
+    rx_mbit: Optional[int] = None  # a limit in force (its ifb device exists)
+    tx_mbit: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -134,8 +139,28 @@ def _state(link: LinkInfo) -> str:
     return link.operstate.lower() if link.admin_up else "down"
 
 
-def build_status(config: Config, inventory: Inventory,
-                 holders: Dict[str, List[Holder]]) -> List[SegmentStatus]:
+def _isolated(name: str) -> Optional[bool]:
+    try:
+        with open(f"/sys/class/net/{name}/brport/isolated") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return None
+
+
+def _guard(segment, link: LinkInfo, guarded: Sequence[str], shaped: Dict[str, List[str]]) -> dict:
+    ifbs = shaped.get(link.name, [])
+    return {
+        "port_security": segment.port_security if link.name in guarded else "off",
+        "isolated": _isolated(link.name),
+        "rx_mbit": segment.guest_rx_mbit if any(i.startswith("rx-") for i in ifbs) else None,
+        "tx_mbit": segment.guest_tx_mbit if any(i.startswith("tx-") for i in ifbs) else None,
+    }
+
+
+def build_status(config: Config, inventory: Inventory, holders: Dict[str, List[Holder]],
+                 guarded: Sequence[str] = (), shaped: Optional[Dict[str, List[str]]] = None
+                 ) -> List[SegmentStatus]:
+    """`guarded`: TAP names with rules in the bridge table; `shaped`: {TAP: ifb devices}."""
     out = []
     for segment in config.segments:
         bridge = inventory.get(segment.bridge)
@@ -145,8 +170,9 @@ def build_status(config: Config, inventory: Inventory,
             for link in inventory.ports(bridge.name):
                 role = "uplink" if link.name == segment.uplink_port else \
                     "tap" if link.is_tap else "other"
+                guard = _guard(segment, link, guarded, shaped or {}) if role == "tap" else {}
                 ports.append(Port(link.name, link.kind_text, role, _state(link), link.mtu,
-                                  link.address, tuple(holders.get(link.name, ()))))
+                                  link.address, tuple(holders.get(link.name, ())), **guard))
         out.append(SegmentStatus(
             vlan=segment.vlan, bridge=segment.bridge, present=bridge is not None,
             kind=bridge.kind_text if bridge else None,
@@ -169,6 +195,15 @@ def _holder_text(holders: Tuple[Holder, ...]) -> str:
                      for h in holders)
 
 
+def _guard_text(port: Port) -> str:
+    """What guards the TAP, when anything does."""
+    parts = [f"port security {port.port_security}"] if port.port_security not in (None, "off") else []
+    if port.isolated:
+        parts.append("isolated")
+    parts += [f"{d} {mbit} Mbit/s" for d, mbit in (("rx", port.rx_mbit), ("tx", port.tx_mbit)) if mbit]
+    return "".join(f", {part}" for part in parts)
+
+
 def render_text(segments: List[SegmentStatus]) -> str:
     lines = []
     for s in segments:
@@ -188,7 +223,7 @@ def render_text(segments: List[SegmentStatus]) -> str:
                 where = f"port of {s.uplink_master}" if s.uplink_master else "not a port"
                 lines.append(f"  uplink {s.uplink}: {s.uplink_state}, {where}")
         for p in s.ports:
-            extra = f", {_holder_text(p.holders)}" if p.role == "tap" else ""
+            extra = f", {_holder_text(p.holders)}{_guard_text(p)}" if p.role == "tap" else ""
             role = "uplink" if p.role == "uplink" else p.kind
             lines.append(f"  port {p.name} ({role}): {p.state}, mtu {p.mtu}{extra}")
         if s.present and not s.ports:
@@ -208,7 +243,10 @@ def render_json(segments: List[SegmentStatus]) -> str:
                 "master": s.uplink_master},
             "ports": [{"name": p.name, "kind": p.kind, "role": p.role, "state": p.state,
                        "mtu": p.mtu, "mac": p.mac,
-                       "processes": [asdict(h) for h in p.holders]} for p in s.ports],
+                       "processes": [asdict(h) for h in p.holders],
+                       **({"port_security": p.port_security, "isolated": p.isolated,
+                           "rx_mbit": p.rx_mbit, "tx_mbit": p.tx_mbit} if p.role == "tap" else {})}
+                      for p in s.ports],
         }
     return json.dumps({"version": JSON_VERSION, "segments": [segment(s) for s in segments]},
                       indent=2) + "\n"
@@ -217,6 +255,11 @@ def render_json(segments: List[SegmentStatus]) -> str:
 def run_status(config: Config, as_json: bool) -> int:
     from .inventory import read_inventory
 
-    segments = build_status(config, read_inventory(), tap_holders())
+    from .guards import guarded_taps, shaped_taps
+    from .netlink import Netlink
+
+    with Netlink() as nl:
+        shaped = shaped_taps(nl)
+    segments = build_status(config, read_inventory(), tap_holders(), guarded_taps(), shaped)
     print(render_json(segments) if as_json else render_text(segments), end="")
     return 0

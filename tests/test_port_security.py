@@ -374,3 +374,31 @@ def test_rate_limits_hold_in_each_direction(wire, hooks):
     with lan:
         received = throughput_mbit(lambda: lan.send(to_guest), guest_got)
     assert 4 * 0.8 <= received <= 4 * 1.2, received
+
+
+# --- status, check and the sweep ------------------------------------------------------------------
+
+def test_status_check_and_up_see_and_sweep_what_a_killed_vm_left(wire, hooks):
+    hooks.write_config(config("ip", "isolated = true\nguest_rx_mbit = 4\n"))
+    wire.tap("tap0")
+    ifup(wire, hooks)
+    status = json.loads(hooks.cli(wire.host, "status", "--json").stdout)
+    (port,) = [p for p in status["segments"][0]["ports"] if p["name"] == "tap0"]
+    assert (port["port_security"], port["isolated"], port["rx_mbit"], port["tx_mbit"]) == ("ip", True, 4, None)
+    assert "port security ip, isolated, rx 4 Mbit/s" in hooks.cli(wire.host, "status").stdout
+
+    # A TAP on the guarded segment whose rules went missing is a failure.
+    wire.host.run("nft", "delete", "element", "bridge", "qemu_ifhooks", "ports", '{ "tap0" }', check=True)
+    done = hooks.cli(wire.host, "check", "--json")
+    findings = [f for f in json.loads(done.stdout)["findings"] if f["check"] == "port_security"]
+    assert [(f["severity"], f["subject"]) for f in findings] == [("fail", "tap0")], findings
+    ifup(wire, hooks)
+
+    wire.close("tap0")  # killed: rules and ifb stay
+    findings = [f for f in json.loads(hooks.cli(wire.host, "check", "--json").stdout)["findings"]
+                if f["check"] == "port_security"]
+    assert [(f["severity"], f["subject"]) for f in findings] == [("warn", "tap0")], findings
+    done = hooks.cli(wire.host, "up")
+    assert done.returncode == 0 and "swept tap0: its TAP is gone" in done.stdout, done.stdout + done.stderr
+    assert port_chain(wire.host, "tap0") is None
+    assert "rx-tap0" not in {l["ifname"] for l in wire.host.links()}
