@@ -15,6 +15,7 @@ IFUP_VS_DEBIAN = 2.0  # our ifup at most this many times Debian's /etc/qemu-ifup
 IFUP_VS_NAIVE = 8.0  # and at least this many times faster than the naive pyroute2 hook
 IFDOWN_VS_DEBIAN_IP = 2.0  # our ifdown at most this many times qemu-ifdown + one ip call
 FLOOR = 1.3  # ifup and ifdown, both install forms: at most this many times the interpreter
+GUARD_EXTRA_MS = 5.0  # what guarding a TAP may add to an ifup
 SCALING = 1.2  # the largest point at most this many times the 1-port figure
 BURST_P99_P50 = 10.0
 RSS_MIB = 20.0
@@ -131,6 +132,16 @@ class Report:
                 self.vs_floor[action, key] = ratio
                 self.targets.append((f"{action} ({form}) ≤ {FLOOR:g}x `python3 -IS -c pass`",
                                      f"median of per-round ratios {ratio:.2f}x", ratio <= FLOOR))
+        guarded = self.r.get("guarded")
+        if guarded:
+            extra = percentile([g - p for g, p in zip(guarded["guarded"]["ms"], guarded["plain"]["ms"])], 0.5)
+            self.guard_extra = extra
+            self.targets.append((f"ifup with port security ip, isolation and both limits ≤ "
+                                 f"{GUARD_EXTRA_MS:g} ms more than a plain ifup",
+                                 f"median of per-round differences {ms(extra)} ms "
+                                 f"({ms(stats(guarded['guarded']['ms'])['median'])} against "
+                                 f"{ms(stats(guarded['plain']['ms'])['median'])} ms)",
+                                 extra <= GUARD_EXTRA_MS))
         rss = percentile(self.r["memory"]["ours"]["maxrss_kib"], 0.5)
         self.rss_ok = rss / 1024 <= RSS_MIB
         self.targets.append((f"peak RSS of one ifup ≤ {RSS_MIB:g} MiB",

@@ -54,11 +54,30 @@ BRIDGE_MAX_PORTS = 1023
 # changed in the last few seconds differently (its parse cache waits 2 s for coarse
 # timestamps), so the timed runs start once the bench config is this old.
 CONFIG_SETTLE_SECONDS = 3.0
+PLAIN, GUARDED = "brplain", "brguard"  # two bridges without uplink: plain, and every guard
+GUARD_TAPS = {"plain": "lat-plain", "guarded": "lat-guard"}
 CONFIG = f"""\
 # qemu-ifhooks benchmark (bench/run.py): one segment, the veth uplink of the namespace
 [vlan.0]
 bridge = "{BRIDGE}"
 uplink = "{UPLINK}"
+
+# The cost of guarding a TAP: the same ifup with and without port security, isolation
+# and both rate limits.
+[vlan.1]
+bridge = "{PLAIN}"
+
+[vlan.2]
+bridge = "{GUARDED}"
+port_security = "ip"
+isolated = true
+guest_rx_mbit = 100
+guest_tx_mbit = 100
+
+[port."{GUARD_TAPS['guarded']}"]
+mac = "52:54:00:12:34:56"
+ipv4 = ["192.0.2.10"]
+ipv6 = ["2001:db8::10"]
 """
 
 FULL = dict(runs=40, warmup=5, memory_runs=20, burst=128, sizes=[1, 100, 1000, 4000],
@@ -248,7 +267,7 @@ def make_hook_dir(workdir: Path) -> None:
     program = hooks / "qemu-ifhook"
     program.write_text(source.replace("@PYTHONDIR@", str(CHECKOUT)))
     program.chmod(0o755)
-    for entry in (f"ifup-{BRIDGE}", f"ifdown-{BRIDGE}"):
+    for entry in (f"ifup-{BRIDGE}", f"ifdown-{BRIDGE}", f"ifup-{PLAIN}", f"ifup-{GUARDED}"):
         (hooks / entry).symlink_to("qemu-ifhook")
     sys.path.insert(0, str(CHECKOUT))
     from qemu_ifhooks.install import launcher
@@ -503,6 +522,7 @@ class Worker:
         if result.returncode != 0:
             raise Broken(f"ethtool -K {UPLINK} gro on: {result.stderr.strip()}")
         net.add_taps(self.latency_taps.values())
+        net.add_taps(GUARD_TAPS.values())
         first = self.latency_taps["ours"]
         self.runner.run([self.ifup, first])
         net.expect_attached(first, f"the first ifup-{BRIDGE} {first} (creating {BRIDGE})")
@@ -557,6 +577,29 @@ class Worker:
 
     def floor(self):
         return self.runner.run([PYTHON, "-IS", "-c", "pass"])
+
+    def guard_ifup(self, which):
+        """ifup on the plain or the guarded bridge; then, untimed, the TAP detached and
+        the guarded one's rules and ifb devices removed, so that every round starts
+        from a TAP with none."""
+        tap, bridge = GUARD_TAPS[which], PLAIN if which == "plain" else GUARDED
+        sample = self.runner.run([str(self.workdir / "hooks" / f"ifup-{bridge}"), tap])
+        master, up = self.net.state(tap)
+        if master != bridge or not up:
+            raise Broken(f"ifup-{bridge} {tap}: master {master}, up {up}")
+        self.net.detach(tap)
+        if which == "guarded":
+            subprocess.run(["nft", f"delete element bridge qemu_ifhooks ports {{ \"{tap}\" }}; "
+                            f"delete chain bridge qemu_ifhooks port_{tap}"], check=True)
+            self.net.batch([f"link del dev {d}-{tap}" for d in ("rx", "tx")])
+        return sample
+
+    def measure_guarded(self) -> None:
+        self.log("latency, ifup: a plain bridge against port security ip + isolation + both limits")
+        self.results["guarded"] = self.alternate([
+            ("plain", lambda: self.guard_ifup("plain")),
+            ("guarded", lambda: self.guard_ifup("guarded")),
+        ])
 
     def debian_ifdown(self, tap):
         self.net.attach(tap)
@@ -808,6 +851,7 @@ class Worker:
         self.measure_reference()
         self.measure_ifup()
         self.measure_ifdown()
+        self.measure_guarded()
         self.measure_memory()
         self.measure_vm_start()
         self.measure_burst(f"{BRIDGE} present", bridge_present=True)
