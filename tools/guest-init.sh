@@ -2,9 +2,12 @@
 # /init of the test guest built by tools/build-guest.sh.
 #
 # Kernel parameters:
-#   qih.net=ADDR/PREFIX,PEER[;ADDR/PREFIX,PEER...]
-#       entry i configures the i-th Ethernet interface (eth0, eth1, ...),
-#       then pings PEER and prints "QIH-PING <ifname> <PEER> OK|FAIL".
+#   qih.net=ADDR/PREFIX,PEER[,MAC][;ADDR/PREFIX,PEER[,MAC]...]
+#       entry i configures the i-th Ethernet interface (eth0, eth1, ...), with the
+#       MAC address MAC if given (a guest that changes its own), then pings each
+#       PEER (several joined with +) and prints "QIH-PING <ifname> <PEER> OK|FAIL".
+#       ADDR/PREFIX "dhcp" asks a DHCP server for the address instead (udhcpc) and
+#       prints "QIH-DHCP <ifname> <ADDR>|FAIL".
 #   qih.wait=SECONDS   how long to keep retrying each ping (default 20).
 # Then prints QIH-DONE and powers off.
 #
@@ -64,38 +67,57 @@ while [ "$(echo "$ifaces" | grep -c .)" -lt "$n_want" ] && [ "$(uptime_s)" -lt "
     ifaces=$(list_eth)
 done
 
+# udhcpc's hook: take the lease's address.
+cat >/tmp/udhcpc.sh <<'EOS'
+#!/bin/sh
+[ "$1" = bound ] && ip addr add "$ip/$subnet" dev "$interface"
+exit 0
+EOS
+chmod 755 /tmp/udhcpc.sh
+
 # Configure every interface first so links and bridges settle in parallel.
 i=0
-while IFS=, read -r addr peer; do
+while IFS=, read -r addr peer mac; do
     [ -n "$addr" ] || continue
     i=$((i + 1))
     ifname=$(echo "$ifaces" | sed -n "${i}p")
     [ -n "$ifname" ] || continue
-    ip addr add "$addr" dev "$ifname" && ip link set "$ifname" up ||
-        echo "QIH-WARN cannot configure $ifname with $addr"
+    [ -z "$mac" ] || ip link set "$ifname" address "$mac" || echo "QIH-WARN cannot set $mac"
+    ip link set "$ifname" up || echo "QIH-WARN cannot bring $ifname up"
+    if [ "$addr" = dhcp ]; then
+        if udhcpc -i "$ifname" -n -q -t 10 -T 2 -s /tmp/udhcpc.sh >/dev/null 2>&1; then
+            echo "QIH-DHCP $ifname $(ip -4 -o addr show dev "$ifname" | awk '{print $4}')"
+        else
+            echo "QIH-DHCP $ifname FAIL"
+        fi
+    else
+        ip addr add "$addr" dev "$ifname" || echo "QIH-WARN cannot configure $ifname with $addr"
+    fi
 done <<EOF
 $entries
 EOF
 
 i=0
-while IFS=, read -r addr peer; do
+while IFS=, read -r addr peers mac; do
     [ -n "$addr" ] || continue
     i=$((i + 1))
     ifname=$(echo "$ifaces" | sed -n "${i}p")
     [ -n "$ifname" ] || ifname=none
-    result=FAIL
-    if [ "$ifname" != none ] && [ -n "$peer" ]; then
-        end=$(($(uptime_s) + wait_s))
-        while :; do
-            if ping -c 1 -W 2 -I "$ifname" "$peer" >/dev/null 2>&1; then
-                result=OK
-                break
-            fi
-            [ "$(uptime_s)" -lt "$end" ] || break
-            sleep 1
-        done
-    fi
-    echo "QIH-PING $ifname ${peer:-none} $result"
+    for peer in $(echo "${peers:-none}" | tr '+' ' '); do
+        result=FAIL
+        if [ "$ifname" != none ] && [ "$peer" != none ]; then
+            end=$(($(uptime_s) + wait_s))
+            while :; do
+                if ping -c 1 -W 2 -I "$ifname" "$peer" >/dev/null 2>&1; then
+                    result=OK
+                    break
+                fi
+                [ "$(uptime_s)" -lt "$end" ] || break
+                sleep 1
+            done
+        fi
+        echo "QIH-PING $ifname $peer $result"
+    done
 done <<EOF
 $entries
 EOF
