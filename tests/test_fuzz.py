@@ -7,8 +7,8 @@ Property-based (hypothesis), with a fixed seed and a bounded number of examples 
 
 For every input: an exit status from the table (never 70, an internal error), no
 traceback, exactly one line on stderr of bounded length when the hook fails, and the
-namespace's links and bridge ports (`ip -j -d link`, `bridge -j link`) unchanged on
-failure. The real hook runs in a namespace of the test's own.
+namespace's links, bridge ports, nftables ruleset and qdiscs (`ip -j -d link`,
+`bridge -j link`, `nft -j list ruleset`, `tc -j qdisc`) unchanged on failure. The real hook runs in a namespace of the test's own.
 """
 
 from __future__ import annotations
@@ -45,9 +45,12 @@ def campaign(default_examples: int):
 # --- configs ------------------------------------------------------------------------------
 
 KEYS = ["bridge", "uplink", "tag", "mtu", "match", "offload_check", "create", "stp",
-        "forward_delay", "allow_addressed_uplink", "trunk", "vlan"]
+        "forward_delay", "allow_addressed_uplink", "trunk", "vlan", "port_security", "isolated",
+        "guest_rx_mbit", "guest_tx_mbit", "mac", "ipv4", "ipv6"]
 NAMES = st.sampled_from(["br0", "br1", "eth0", "tap0", "lo", "b%d", "br 0", "br/0", "x" * 16,
-                         "$(id)", "eth0.101", "brü", "", ".."])
+                         "$(id)", "eth0.101", "brü", "", "..", "ip", "mac", "52:54:00:12:34:56",
+                         "ff:ff:ff:ff:ff:ff", "192.0.2.10", "192.0.2.0/24", "192.0.2.1/24", "2001:db8::1",
+                         "2001:db8::/129", "fe80::1%eth0", "tap*"])
 odd_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 scalars = st.one_of(st.integers(-2**70, 2**70), st.integers(0, 70000), st.booleans(),
                     st.floats(allow_nan=False), NAMES, odd_text,
@@ -59,7 +62,7 @@ vlan_keys = st.one_of(st.integers(0, 4200).map(str), st.sampled_from(["00", "-1"
 documents = st.fixed_dictionaries({}, optional={
     "defaults": st.dictionaries(st.sampled_from(KEYS) | odd_text, values, max_size=4),
     "vlan": st.dictionaries(vlan_keys, segment | values, max_size=3),
-    "port": values,
+    "port": st.dictionaries(NAMES | odd_text, segment | values, max_size=3),
 })
 
 
@@ -126,7 +129,9 @@ VALIDISH = st.builds(
     st.sampled_from([None, None, "eth0", "eth0", "eth0", "tap0", "br0", "nope0"]),
     st.sampled_from(["", "mtu = 9000\n", "mtu = 68\n", "mtu = 65535\n", "create = false\n", "tag = 5\n",
                      'offload_check = "warn"\n', "stp = true\nforward_delay = 2\n",
-                     "[defaults]\nvlan = 0\n", 'match = ["t*"]\n']))
+                     "[defaults]\nvlan = 0\n", 'match = ["t*"]\n', 'port_security = "mac"\n',
+                     'port_security = "ip"\nguest_rx_mbit = 5\n[port."tap0"]\nmac = "52:54:00:12:34:56"\n',
+                     "isolated = true\nguest_tx_mbit = 1\n"]))
 HOOK_NAMES = st.one_of(*[st.sampled_from(["ifup-br0", "ifdown-br0", "ifup-vlan0", "qemu-ifup"])] * 3,
                        st.sampled_from(["ifup-br0", "ifdown-br0", "ifup-vlan0", "ifdown-vlan0", "qemu-ifup",
                                         "qemu-ifdown", "ifup-", "ifup-vlan99999", "ifup-vlan00", "ifup-br1"]),
@@ -149,8 +154,13 @@ ENVS = st.fixed_dictionaries({}, optional={
 def state(ns) -> tuple:
     links = json.loads(sh("ip", "-n", ns.name, "-j", "-d", "link", "show", errors="surrogateescape").stdout)
     ports = json.loads(sh("bridge", "-n", ns.name, "-j", "link", errors="surrogateescape").stdout or "[]")
+    ruleset = ns.run("nft", "-j", "list", "ruleset", check=True, errors="surrogateescape").stdout
+    qdiscs = sh("tc", "-n", ns.name, "-j", "qdisc", "show", errors="surrogateescape").stdout
     return (sorted((l["ifname"], l.get("master"), l["mtu"], tuple(l["flags"]), l.get("address")) for l in links),
-            sorted((p["ifname"], p.get("master"), p.get("state")) for p in ports))
+            sorted((p["ifname"], p.get("master"), p.get("state")) for p in ports),
+            [i for i in json.loads(ruleset)["nftables"] if "metainfo" not in i],
+            sorted(json.dumps(q, sort_keys=True) for q in json.loads(qdiscs or "[]")
+                   if q["kind"] not in ("noqueue", "pfifo_fast")))
 
 
 def restore(ns, base: tuple) -> None:
@@ -163,6 +173,8 @@ def restore(ns, base: tuple) -> None:
         ns.ip("link", "set", name, "nomaster", check=False)
     ns.ip("link", "set", "tap0", "down", "mtu", "1500", check=False)
     ns.ip("link", "set", "eth0", "up", "mtu", "1500", check=False)
+    ns.run("tc", "qdisc", "del", "dev", "tap0", "clsact")
+    ns.run("nft", "delete", "table", "bridge", "qemu_ifhooks")
 
 
 @pytest.fixture
