@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 
 from .errors import HookError, KernelError, PermissionDenied, UnavailableError
+from .lock import mark_guards_used
 from .netlink import Link, MissingKernelFeature, Netlink
 from .plan import (BridgeVlanAdd, BridgeVlanDel, CreateBridge, CreateVlan, DeleteLink, Op,
                    RemovePortRules, SetAlias, SetDown, SetMaster, SetMtu, SetNoMaster,
@@ -177,6 +178,7 @@ class Executor:
             nl.delete_link(self.index(op.ifname))
             del self.indexes[op.ifname]
         elif isinstance(op, SetPortRules):
+            mark_guards_used()
             nft = self.nftables()
             nft.ensure_table()
             nft.set_port(op.ifname, [rule.expressions for rule in op.rules])
@@ -187,6 +189,7 @@ class Executor:
         elif isinstance(op, ShapeGuest):
             from . import tc
 
+            mark_guards_used()
             tc.shape(nl, self.index(op.ifname), op.ifname, op.rx_mbit, op.tx_mbit)
         elif isinstance(op, Unshape):
             from . import tc

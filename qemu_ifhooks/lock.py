@@ -30,6 +30,28 @@ def make_run_dir(path: str = RUN_DIR) -> None:
         pass
 
 
+# Present once any TAP was guarded (rules, limits) on this host since boot: until then an
+# ifup or ifdown need not look for a killed VM's leftovers, and pays nothing for them.
+GUARDS_USED = f"{RUN_DIR}/guards-used"
+
+
+def guards_used() -> bool:
+    try:
+        posix.stat(GUARDS_USED)
+    except OSError:
+        return False
+    return True
+
+
+def mark_guards_used() -> None:
+    """Best effort: without the mark, leftovers are still swept by `up` and `down`."""
+    try:
+        make_run_dir()
+        posix.close(posix.open(GUARDS_USED, posix.O_WRONLY | posix.O_CREAT | posix.O_CLOEXEC, 0o644))
+    except OSError:
+        pass
+
+
 def lock_timeout() -> float:
     try:
         return float(getenv("QEMU_IFHOOKS_LOCK_TIMEOUT") or DEFAULT_TIMEOUT)
