@@ -58,7 +58,9 @@ def build_parser() -> _Parser:
                       help="delete bridges that still have ports other than their uplink")
 
     install = sub.add_parser("install", parents=[common],
-                             help="write ifup-*/ifdown-* hook entries for every segment")
+                             help="write ifup-*/ifdown-* hook entries for every segment "
+                                  "(with --config or $QEMU_IFHOOKS_CONFIG, they always "
+                                  "read that file)")
     install.add_argument("--dir", default=None, metavar="DIR",
                          help="where to write them (default /etc/qemu-ifhooks)")
     install.add_argument("--force", action="store_true",
@@ -136,9 +138,14 @@ def _dispatch(args: argparse.Namespace) -> int:
             return admin.up(config, args.vlans, verbose)
         return admin.down(config, args.vlans, args.force, verbose)
     if args.command == "install":
+        from .config import ENV_PATH
+        from .env import getenv
         from .install import DEFAULT_DIR, install
 
-        for path in install(load_config(config_path), args.dir or DEFAULT_DIR, args.force):
+        # The entries keep reading the config they were made from, wherever it was named.
+        chosen = config_path or getenv(ENV_PATH) or None
+        for path in install(load_config(config_path), args.dir or DEFAULT_DIR, args.force,
+                            chosen):
             print(f"installed {path}")
         return 0
     if args.command == "uninstall":

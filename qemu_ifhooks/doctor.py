@@ -39,6 +39,8 @@ class HookEntry:
     executable: bool  # QEMU can execv() it (X_OK, following symlinks)
     ours: bool  # an entry `install` wrote (or a symlink to a qemu-ifhook program)
     target: Optional[str] = None  # how it starts the hook, or where it resolves to
+    config: Optional[str] = None  # the config it always reads (install --config)
+    config_problem: Optional[str] = None  # why that config is unusable (missing, insecure)
 
 
 @dataclass(frozen=True)
@@ -427,7 +429,19 @@ def hook_findings(facts: Facts) -> List[Finding]:
                                    f"{facts.hook_program}", install))
             else:
                 out.append(Finding(OK, "hook", entry.path, f"-> {entry.target}"))
+            if entry.config is not None:
+                out.append(_entry_config_finding(entry, install))
     return out
+
+
+def _entry_config_finding(entry: HookEntry, install: str) -> Finding:
+    if entry.config_problem is None:
+        return Finding(OK, "hook.config", entry.path, f"reads {entry.config}")
+    fix = None if "insecure" in entry.config_problem else \
+        f"write {entry.config}, or run '{install} --config PATH' with the right file"
+    return Finding(FAIL, "hook.config", entry.path,
+                   f"its config is unusable, every VM start through it fails: "
+                   f"{entry.config_problem}", fix)
 
 
 def kernel_findings(facts: Facts) -> List[Finding]:

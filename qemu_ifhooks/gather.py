@@ -116,8 +116,17 @@ def tun_problem(path: str = "/dev/net/tun") -> Optional[str]:
     return None
 
 
+def config_problem(path: str) -> Optional[str]:
+    """Why the hooks could not use the config at `path` (as they would read it)."""
+    try:
+        parse_config(read_toml(path), path)
+    except HookError as error:
+        return str(error)
+    return None
+
+
 def hook_dirs(config, directories: Sequence[str]) -> Tuple[HookDir, ...]:
-    from .install import describe, entry_names, is_ours, read_launcher
+    from .install import describe, entry_names, is_ours, launcher_config, read_launcher
 
     out = []
     names = [name for pair in entry_names(config) for name in pair] if config else []
@@ -131,11 +140,13 @@ def hook_dirs(config, directories: Sequence[str]) -> Tuple[HookDir, ...]:
             exists = os.path.lexists(path)
             target = os.path.realpath(path) if os.path.exists(path) else None
             started = read_launcher(path) if target else None
+            reads = launcher_config(path) if started else None
             entries.append(HookEntry(name, path, exists,
                                      exists and target is not None and os.path.isfile(target)
                                      and os.access(path, os.X_OK),
                                      exists and is_ours(path),
-                                     describe(*started) if started else target))
+                                     describe(*started) if started else target,
+                                     reads, config_problem(reads) if reads else None))
         out.append(HookDir(directory, True, tuple(entries)))
     return tuple(out)
 

@@ -50,14 +50,17 @@ def run(hook: HookName, tap: str, label: str, config_path: Optional[str] = None)
     log.finish("ok")
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: Optional[List[str]] = None, config: Optional[str] = None) -> None:
+    """`config`: the file an installed entry always reads (install --config); None:
+    $QEMU_IFHOOKS_CONFIG, else the default."""
     argv = sys.argv if argv is None else argv
     keep_standard_fds_taken()
     name = argv[0].rpartition("/")[2] if argv else "qemu-ifhook"
     if len(argv) != 2:
         exit_now(run_guarded(name, lambda: _usage(name)))
     tap = argv[1]
-    exit_now(run_guarded(f"{name}: {tap}", lambda: run(parse_hook_name(name), tap, f"{name}: {tap}")))
+    label = f"{name}: {tap}"
+    exit_now(run_guarded(label, lambda: run(parse_hook_name(name), tap, label, config)))
 
 
 def keep_standard_fds_taken() -> None:
