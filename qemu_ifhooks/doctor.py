@@ -68,6 +68,9 @@ class Facts:
     hook_dirs: Tuple[HookDir, ...] = ()
     vlan_support: Optional[bool] = None  # 8021q: None when unknown
     vlan_filtering_support: Optional[bool] = None
+    # (tap, bridge, fix, who holds it): TAPs of running VMs that ifup attached and that
+    # are on no bridge now (see reattach.py)
+    detached: Tuple[Tuple[str, str, str, str], ...] = ()
 
 
 # --- config -----------------------------------------------------------------------------
@@ -480,6 +483,12 @@ def kernel_findings(facts: Facts) -> List[Finding]:
     return out
 
 
+def detached_findings(facts: Facts) -> List[Finding]:
+    return [Finding(WARN, "tap.detached", tap, f"attached to {bridge} by ifup and still held "
+                    f"({who}), but on no bridge now (the bridge was rebuilt?): the guest is "
+                    f"cut off", fix) for tap, bridge, fix, who in facts.detached]
+
+
 def evaluate(facts: Facts) -> List[Finding]:
     """Every finding, in a fixed order: config, then per bridge (bridge, uplink,
     offloads), then host-wide."""
@@ -488,6 +497,7 @@ def evaluate(facts: Facts) -> List[Finding]:
         for segment in facts.config.bridges():
             out += bridge_findings(segment, facts.inventory)
             out += uplink_findings(segment, facts)
+    out += detached_findings(facts)
     out += netfilter_findings(facts) + tun_findings(facts) + hook_findings(facts) + \
         kernel_findings(facts)
     return out

@@ -202,6 +202,18 @@ def vlan_filtering_support(inventory: Inventory,
     return config.get("CONFIG_BRIDGE_VLAN_FILTERING") == "y"
 
 
+def detached_of(config, inventory: Inventory) -> Tuple[Tuple[str, str, str, str], ...]:
+    """The recorded TAPs of running VMs, of the config's segments, on no bridge now."""
+    from .reattach import read_attachments
+    from .status import holder_text, detached_taps, tap_holders
+
+    records = [r for r in read_attachments() if config.segment(r.vlan) is not None]
+    if not records:
+        return ()
+    return tuple((r.tap, r.bridge, r.fix, holder_text(holders))
+                 for r, holders in detached_taps(inventory, tap_holders(), records))
+
+
 def gather(explicit_config: Optional[str], directories: Sequence[str]) -> Facts:
     fields = load(explicit_config)
     config = fields.get("config")
@@ -216,12 +228,13 @@ def gather(explicit_config: Optional[str], directories: Sequence[str]) -> Facts:
             if port.lower and port.lower in inventory.links:
                 devices.append(port.lower)
     features, feature_errors = read_features(devices)
+    detached = detached_of(config, inventory) if config else ()
     drops, problems = firewall()
     return Facts(**fields, inventory=inventory, features=features,
                  feature_errors=feature_errors, bridge_nf=bridge_nf(), drops=tuple(drops),
                  firewall_problems=tuple(problems), tun_problem=tun_problem(),
                  hook_program=this_hook_program(), hook_dirs=hook_dirs(config, directories),
-                 vlan_support=vlan_support(),
+                 vlan_support=vlan_support(), detached=detached,
                  vlan_filtering_support=vlan_filtering_support(inventory, kernel_config()))
 
 

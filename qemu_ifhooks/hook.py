@@ -12,6 +12,8 @@ import sys
 
 from .actions import attach, detach
 from .apply import refusal
+from .attachments import DIR as ATTACHED_DIR
+from .attachments import forget, remember
 from .config import load_config
 from .errors import HookError, UsageError, run_guarded
 from .hookname import IFUP, HookName, parse_hook_name, resolve_segment
@@ -37,8 +39,10 @@ def run(hook: HookName, tap: str, label: str, config_path: Optional[str] = None)
             with Netlink() as nl:
                 if hook.action == IFUP:
                     attach(nl, segment, tap, log.op, lambda message: warn(label, message))
+                    _remember(nl, segment, tap, log)
                 else:
                     detach(nl, segment, tap, log.op, log.note)
+                    forget(tap)
         except OSError as error:  # a query refused; operations raise HookErrors already
             raise refusal("a netlink request", error) from None
     except HookError as error:
@@ -48,6 +52,20 @@ def run(hook: HookName, tap: str, label: str, config_path: Optional[str] = None)
         log.finish("failed", 70, f"{type(error).__name__}: {error}")
         raise
     log.finish("ok")
+
+
+def _remember(nl: Netlink, segment, tap: str, log: ActionLog) -> None:
+    """Record the attachment for `qemu-ifhooks up`. Best effort: the TAP is attached
+    already, and nothing about a record may fail the VM's start."""
+    try:
+        link = nl.get_link(tap)
+        saved = link is not None and remember(tap, link.index, segment.vlan, segment.bridge,
+                                              posix.getppid())  # QEMU, or libvirtd
+    except Exception:  # noqa: BLE001 - see above
+        saved = False
+    if not saved:
+        log.note(f"could not record the attachment under {ATTACHED_DIR}; 'qemu-ifhooks up' "
+                 f"will not put {tap} back if {segment.bridge} is rebuilt")
 
 
 def main(argv: Optional[List[str]] = None, config: Optional[str] = None) -> None:

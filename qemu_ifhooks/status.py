@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .config import Config
 from .inventory import NET_ADDR_SET, Inventory, LinkInfo
 from .qemuargs import split_opts
+from .reattach import Attachment, detached, read_attachments
 
 JSON_VERSION = 1
 
@@ -128,15 +129,25 @@ class SegmentStatus:
     uplink_state: Optional[str]
     uplink_master: Optional[str]
     ports: Tuple[Port, ...]
+    # TAPs ifup attached here whose VM still runs and which are on no bridge now
+    detached: Tuple[Tuple[Attachment, Tuple[Holder, ...]], ...] = ()
 
 
 def _state(link: LinkInfo) -> str:
     return link.operstate.lower() if link.admin_up else "down"
 
 
-def build_status(config: Config, inventory: Inventory,
-                 holders: Dict[str, List[Holder]]) -> List[SegmentStatus]:
+def detached_taps(inventory: Inventory, holders: Dict[str, List[Holder]],
+                  records: Sequence[Attachment]):
+    """The recorded TAPs of running VMs that are on no bridge (see reattach.py)."""
+    links = {name: (link.index, link.master) for name, link in inventory.links.items()}
+    return detached(records, links, holders)
+
+
+def build_status(config: Config, inventory: Inventory, holders: Dict[str, List[Holder]],
+                 records: Sequence[Attachment] = ()) -> List[SegmentStatus]:
     out = []
+    lost = detached_taps(inventory, holders, records)
     for segment in config.segments:
         bridge = inventory.get(segment.bridge)
         uplink = inventory.get(segment.uplink_port)
@@ -158,11 +169,12 @@ def build_status(config: Config, inventory: Inventory,
             uplink=segment.uplink_port, uplink_present=uplink is not None,
             uplink_state=_state(uplink) if uplink else None,
             uplink_master=uplink.master if uplink else None,
-            ports=tuple(ports)))
+            ports=tuple(ports),
+            detached=tuple((r, h) for r, h in lost if r.vlan == segment.vlan)))
     return out
 
 
-def _holder_text(holders: Tuple[Holder, ...]) -> str:
+def holder_text(holders: Tuple[Holder, ...]) -> str:
     if not holders:
         return "held by no process"
     return ", ".join(f"{h.comm} pid {h.pid}" + (f" vm {h.vm}" if h.vm else " (no -name)")
@@ -188,11 +200,14 @@ def render_text(segments: List[SegmentStatus]) -> str:
                 where = f"port of {s.uplink_master}" if s.uplink_master else "not a port"
                 lines.append(f"  uplink {s.uplink}: {s.uplink_state}, {where}")
         for p in s.ports:
-            extra = f", {_holder_text(p.holders)}" if p.role == "tap" else ""
+            extra = f", {holder_text(p.holders)}" if p.role == "tap" else ""
             role = "uplink" if p.role == "uplink" else p.kind
             lines.append(f"  port {p.name} ({role}): {p.state}, mtu {p.mtu}{extra}")
         if s.present and not s.ports:
             lines.append("  no ports")
+        for record, holders in s.detached:
+            lines.append(f"  tap {record.tap}: detached from {s.bridge}, "
+                         f"{holder_text(holders)}; run '{record.fix}'")
     return "\n".join(lines) + "\n"
 
 
@@ -209,6 +224,9 @@ def render_json(segments: List[SegmentStatus]) -> str:
             "ports": [{"name": p.name, "kind": p.kind, "role": p.role, "state": p.state,
                        "mtu": p.mtu, "mac": p.mac,
                        "processes": [asdict(h) for h in p.holders]} for p in s.ports],
+            "detached": [{"name": r.tap, "ifindex": r.ifindex, "fix": r.fix,
+                          "processes": [asdict(h) for h in holders]}
+                         for r, holders in s.detached],
         }
     return json.dumps({"version": JSON_VERSION, "segments": [segment(s) for s in segments]},
                       indent=2) + "\n"
@@ -217,6 +235,6 @@ def render_json(segments: List[SegmentStatus]) -> str:
 def run_status(config: Config, as_json: bool) -> int:
     from .inventory import read_inventory
 
-    segments = build_status(config, read_inventory(), tap_holders())
+    segments = build_status(config, read_inventory(), tap_holders(), read_attachments())
     print(render_json(segments) if as_json else render_text(segments), end="")
     return 0
