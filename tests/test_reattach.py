@@ -11,7 +11,9 @@ import subprocess
 
 import pytest
 
-from conftest import CLI, RECORDS, sh
+import qemutools
+from conftest import CLI, GUEST_DIR, RECORDS, require_guest, sh
+from qemutools import wait_for
 
 CONFIG = """\
 [vlan.0]
@@ -151,3 +153,79 @@ def test_status_and_check_show_a_detached_tap(host, hooks):
     up(host, hooks)
     report = json.loads(hooks.cli(host, "status", "--json").stdout)
     assert all(s["detached"] == [] for s in report["segments"])
+
+
+# --- the proof with real guests ---------------------------------------------------------
+
+GUESTS = {  # name: [(vlan, bridge, guest address, peer on the LAN)]
+    "g1": [(0, "br0", "192.0.2.11/24", "192.0.2.1"), (1, "br1", "198.51.100.11/24",
+                                                       "198.51.100.1")],
+    "g2": [(0, "br0", "192.0.2.12/24", "192.0.2.1")],
+    "g3": [(1, "br1", "198.51.100.13/24", "198.51.100.1")],
+}
+SEED_TWO = CONFIG.replace("mtu = 1400\n", 'uplink = "eth1"\n')
+
+
+def watched(console, nic: int, peer: str) -> list:
+    """The guest's ping results towards `peer` from its NIC number `nic`, as they changed."""
+    return [line.split()[3] for line in qemutools.console_lines(console)
+            if line.startswith(f"QIH-WATCH eth{nic} {peer} ")]
+
+
+def wait_all(consoles, count: int, result: str, timeout: float) -> None:
+    """Every guest NIC has seen `count` changes, the last one to `result`."""
+    def done():
+        return all(len(w) >= count and w[-1] == result
+                   for name, console in consoles.items()
+                   for w in [watched(console, i, nic[3]) for i, nic in enumerate(GUESTS[name])])
+    assert wait_for(done, timeout), {name: qemutools.console_lines(c)
+                                     for name, c in consoles.items()}
+
+
+def test_three_running_guests_get_their_lans_back(make_netns, hooks, request, tmp_path):
+    """Three booted guests on two segments: after `down --force` and `up`, and after
+    `ip link del` of the bridges and `up`, every guest pings its LAN again, unrestarted."""
+    require_guest()
+    host, _ = qemutools.make_lab(make_netns, "qih-re")
+    hooks.write_config(SEED_TWO)
+    sh(CLI, "install", "--dir", hooks.dir, "--config", hooks.config)
+    consoles, vms = {}, {}
+    for name, nics in GUESTS.items():
+        consoles[name] = tmp_path / f"{name}.log"
+        argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "192", "-nodefaults",
+                "-display", "none", "-no-reboot", "-name", name, "-monitor", "stdio",
+                "-serial", f"file:{consoles[name]}", "-kernel", str(GUEST_DIR / "vmlinuz"),
+                "-initrd", str(GUEST_DIR / "initrd.img"), "-append",
+                "console=ttyS0 panic=-1 quiet qih.wait=90 qih.watch=900 qih.net="
+                + ";".join(f"{address},{peer}" for _, _, address, peer in nics)]
+        for vlan, bridge, _, _ in nics:
+            argv += ["-netdev", f"tap,id=n{vlan},ifname={name}-{vlan},"
+                                f"script={hooks.dir}/ifup-{bridge},"
+                                f"downscript={hooks.dir}/ifdown-{bridge}",
+                     "-device", f"virtio-net-pci,netdev=n{vlan}"]
+        vms[name] = qemutools.start(host, argv, request, base=[])
+    taps = {f"{name}-{vlan}": bridge for name, nics in GUESTS.items()
+            for vlan, bridge, _, _ in nics}
+    wait_all(consoles, 1, "OK", 400)  # booted, and each NIC reaches its LAN
+    assert host.ports("br0") == ["eth0", "g1-0", "g2-0"]
+    assert host.ports("br1") == ["eth1", "g1-1", "g3-1"]
+
+    for round, cut in enumerate((["down", "--force"], None)):
+        if cut:
+            assert hooks.cli(host, *cut).returncode == 0
+        else:
+            host.ip("link", "del", "br0")
+            host.ip("link", "del", "br1")
+        wait_all(consoles, 2 * round + 2, "FAIL", 120)  # the guests see the cut
+        out = up(host, hooks)
+        for tap in taps:
+            assert f" {tap} (pid " in out, out
+        assert host.ports("br0") == ["eth0", "g1-0", "g2-0"]
+        assert host.ports("br1") == ["eth1", "g1-1", "g3-1"]
+        wait_all(consoles, 2 * round + 3, "OK", 120)  # and their LANs again
+
+    for name, qemu in vms.items():
+        _, err = qemu.communicate("quit\n", timeout=120)
+        assert qemu.returncode == 0, err
+    assert host.records() == {}  # each downscript dropped its TAP's record
+    assert all(host.link(tap) is None for tap in taps)
