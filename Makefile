@@ -8,12 +8,14 @@ GUEST_DIR   ?= build/guest
 STRICT      ?= 1
 PYTEST_ARGS ?=
 
-# Debian packages the demo and the tests use; the second line builds and checks
-# the .deb and the .rpm (make deb, make rpm, tests/test_packaging.py).
+# Debian packages the demo and the tests use; the third line builds and checks
+# the .deb and the .rpm (make deb, make rpm, tests/test_packaging.py); the last one is
+# the libvirt tier's daemon, its QEMU driver and virsh (tests/test_libvirt.py).
 APT_PACKAGES = python3-venv python3-pip iproute2 ethtool util-linux qemu-system-x86 \
                busybox-static cpio kmod strace mandoc man-db nftables iptables \
                build-essential debhelper dh-python pybuild-plugin-pyproject python3-all \
-               python3-hatchling python3-installer lintian systemd rpm rpmlint
+               python3-hatchling python3-installer lintian systemd rpm rpmlint \
+               libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
 
 # Debian packages only the benchmark uses (bench/README.md): the naive hook it compares
 # against, the plot, and GNU time for the peak RSS.
