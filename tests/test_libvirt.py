@@ -150,6 +150,10 @@ def test_guest_poweroff_leaves_nothing_behind(lab):
     assert qemutools.console_lines(console) == ["QIH-PING eth0 198.51.100.1 OK", "QIH-DONE"]
     assert wait_for(lambda: tap_gone_everywhere(lab, "lv2-1"), 60), lab.host.records()
     assert lab.host.ports("br1") == ["eth1"]
+    log = (lab.base / "var-log-libvirt" / "qemu" / "lv2.log").read_text()
+    taints = [l.split("is tainted: ")[1] for l in log.splitlines() if "is tainted: " in l]
+    # what libvirt logs for any <script>; high-privileges: qemu.conf's user = "root"
+    assert sorted(taints) == ["high-privileges", "shell-scripts"], log
 
 
 def test_failing_ifup_is_in_virshs_error_and_the_domain_does_not_start(lab):
