@@ -1,5 +1,6 @@
-"""The admin side of bridges: `up` builds them before the first guest starts, `down`
-removes only what the config declares."""
+"""The admin side of bridges: `up` builds them before the first guest starts (and puts
+back the TAPs of running VMs, after a bridge was rebuilt), `down` removes only what the
+config declares."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from .errors import UsageError, run_guarded
 from .lock import BridgeLock
 from .log import emit, warn
 from .netlink import Netlink
+from .reattach import reattach
 
 
 def select_bridges(config: Config, vlans: Sequence[int]) -> List[Segment]:
@@ -73,11 +75,21 @@ def up(config: Config, vlans: Sequence[int], verbose: bool) -> int:
         def record(command: str) -> None:
             done.append(command)
             trace(command)
+        def warning(message: str) -> None:
+            warn(f"up: {segment.key}", message)
         with BridgeLock(segment.bridge) as lock, Executor(nl, trace=record) as run:
-            ensure_bridge(nl, segment, lock, run,
-                          lambda message: warn(f"up: {segment.key}", message), create=True)
+            ensure_bridge(nl, segment, lock, run, warning, create=True)
         uplink = f" with uplink {segment.uplink_port}" if segment.uplink_port else ""
-        return f"{'set up' if done else 'already up'}{uplink}"
+        result = f"{'set up' if done else 'already up'}{uplink}"
+        # After the lock is released: each re-plug is an ifup, which takes it itself.
+        plugged, failed = reattach(nl, config, segment.bridge, trace, warning)
+        if plugged:
+            result += f"; re-plugged {', '.join(plugged)}"
+        if failed:
+            tap, error = failed[0]
+            print(f"{segment.key}: {segment.bridge}: {result}")
+            raise type(error)(f"could not re-plug {tap}: {error}")
+        return result
 
     return _each_bridge(config, vlans, "up", build) or swept
 

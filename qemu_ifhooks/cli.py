@@ -58,7 +58,9 @@ def build_parser() -> _Parser:
                       help="delete bridges that still have ports other than their uplink")
 
     install = sub.add_parser("install", parents=[common],
-                             help="write ifup-*/ifdown-* hook entries for every segment")
+                             help="write ifup-*/ifdown-* hook entries for every segment "
+                                  "(with --config or $QEMU_IFHOOKS_CONFIG, they always "
+                                  "read that file)")
     install.add_argument("--dir", default=None, metavar="DIR",
                          help="where to write them (default /etc/qemu-ifhooks)")
     install.add_argument("--force", action="store_true",
@@ -102,6 +104,16 @@ def build_parser() -> _Parser:
     qemu_args.add_argument("--hook-dir", metavar="DIR", default=None,
                            help="where the hook entries are installed (default /etc/qemu-ifhooks)")
 
+    libvirt = sub.add_parser("libvirt-xml", parents=[common],
+                             help="libvirt <interface> elements for one NIC per VLAN")
+    libvirt.add_argument("vlans", nargs="+", type=_vlan, metavar="VLAN")
+    libvirt.add_argument("--vm", metavar="NAME", default=None,
+                         help="VM name: stable MACs and TAP names derive from it")
+    libvirt.add_argument("--model", metavar="M", default="virtio",
+                         help="libvirt NIC model type (default virtio)")
+    libvirt.add_argument("--hook-dir", metavar="DIR", default=None,
+                         help="where the hook entries are installed (default /etc/qemu-ifhooks)")
+
     translate = sub.add_parser("translate", parents=[common],
                                help="translate legacy -net nic,vlan=N/-net tap arguments "
                                     "to -netdev/-device")
@@ -136,9 +148,14 @@ def _dispatch(args: argparse.Namespace) -> int:
             return admin.up(config, args.vlans, verbose)
         return admin.down(config, args.vlans, args.force, verbose)
     if args.command == "install":
+        from .config import ENV_PATH
+        from .env import getenv
         from .install import DEFAULT_DIR, install
 
-        for path in install(load_config(config_path), args.dir or DEFAULT_DIR, args.force):
+        # The entries keep reading the config they were made from, wherever it was named.
+        chosen = config_path or getenv(ENV_PATH) or None
+        for path in install(load_config(config_path), args.dir or DEFAULT_DIR, args.force,
+                            chosen):
             print(f"installed {path}")
         return 0
     if args.command == "uninstall":
@@ -173,6 +190,16 @@ def _dispatch(args: argparse.Namespace) -> int:
             print("qemu-ifhooks: qemu-args: warning: without --vm, QEMU picks the TAP names "
                   "and gives every VM the same MACs (52:54:00:12:34:56, ...)", file=sys.stderr)
         print(format_args(argv), end="")
+        return 0
+    if args.command == "libvirt-xml":
+        from .install import DEFAULT_DIR
+        from .libvirtxml import libvirt_xml
+        from .qemuargs import hook_nics
+
+        if args.vm is not None and not args.vm:
+            raise UsageError("--vm: expected a VM name, got an empty string")
+        nics = hook_nics(load_config(config_path), args.vlans, args.hook_dir or DEFAULT_DIR)
+        print(libvirt_xml(nics, args.vm, args.model), end="")
         return 0
     if args.command == "translate":
         from .qemuargs import format_args

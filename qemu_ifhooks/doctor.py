@@ -39,6 +39,8 @@ class HookEntry:
     executable: bool  # QEMU can execv() it (X_OK, following symlinks)
     ours: bool  # an entry `install` wrote (or a symlink to a qemu-ifhook program)
     target: Optional[str] = None  # how it starts the hook, or where it resolves to
+    config: Optional[str] = None  # the config it always reads (install --config)
+    config_problem: Optional[str] = None  # why that config is unusable (missing, insecure)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,9 @@ class Facts:
     vlan_filtering_support: Optional[bool] = None
     guarded: Tuple[str, ...] = ()  # TAP names with rules in the bridge table
     shaped: Tuple[str, ...] = ()  # TAP names with ifb devices
+    # (tap, bridge, fix, who holds it): TAPs of running VMs that ifup attached and that
+    # are on no bridge now (see reattach.py)
+    detached: Tuple[Tuple[str, str, str, str], ...] = ()
 
 
 # --- config -----------------------------------------------------------------------------
@@ -429,7 +434,19 @@ def hook_findings(facts: Facts) -> List[Finding]:
                                    f"{facts.hook_program}", install))
             else:
                 out.append(Finding(OK, "hook", entry.path, f"-> {entry.target}"))
+            if entry.config is not None:
+                out.append(_entry_config_finding(entry, install))
     return out
+
+
+def _entry_config_finding(entry: HookEntry, install: str) -> Finding:
+    if entry.config_problem is None:
+        return Finding(OK, "hook.config", entry.path, f"reads {entry.config}")
+    fix = None if "insecure" in entry.config_problem else \
+        f"write {entry.config}, or run '{install} --config PATH' with the right file"
+    return Finding(FAIL, "hook.config", entry.path,
+                   f"its config is unusable, every VM start through it fails: "
+                   f"{entry.config_problem}", fix)
 
 
 def kernel_findings(facts: Facts) -> List[Finding]:
@@ -489,6 +506,12 @@ def guard_findings(facts: Facts) -> List[Finding]:
     return out
 
 
+def detached_findings(facts: Facts) -> List[Finding]:
+    return [Finding(WARN, "tap.detached", tap, f"attached to {bridge} by ifup and still held "
+                    f"({who}), but on no bridge now (the bridge was rebuilt?): the guest is "
+                    f"cut off", fix) for tap, bridge, fix, who in facts.detached]
+
+
 def evaluate(facts: Facts) -> List[Finding]:
     """Every finding, in a fixed order: config, then per bridge (bridge, uplink,
     offloads), then host-wide."""
@@ -498,6 +521,7 @@ def evaluate(facts: Facts) -> List[Finding]:
             out += bridge_findings(segment, facts.inventory)
             out += uplink_findings(segment, facts)
     out += guard_findings(facts)
+    out += detached_findings(facts)
     out += netfilter_findings(facts) + tun_findings(facts) + hook_findings(facts) + \
         kernel_findings(facts)
     return out

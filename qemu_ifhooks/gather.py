@@ -116,8 +116,17 @@ def tun_problem(path: str = "/dev/net/tun") -> Optional[str]:
     return None
 
 
+def config_problem(path: str) -> Optional[str]:
+    """Why the hooks could not use the config at `path` (as they would read it)."""
+    try:
+        parse_config(read_toml(path), path)
+    except HookError as error:
+        return str(error)
+    return None
+
+
 def hook_dirs(config, directories: Sequence[str]) -> Tuple[HookDir, ...]:
-    from .install import describe, entry_names, is_ours, read_launcher
+    from .install import describe, entry_names, is_ours, launcher_config, read_launcher
 
     out = []
     names = [name for pair in entry_names(config) for name in pair] if config else []
@@ -131,11 +140,13 @@ def hook_dirs(config, directories: Sequence[str]) -> Tuple[HookDir, ...]:
             exists = os.path.lexists(path)
             target = os.path.realpath(path) if os.path.exists(path) else None
             started = read_launcher(path) if target else None
+            reads = launcher_config(path) if started else None
             entries.append(HookEntry(name, path, exists,
                                      exists and target is not None and os.path.isfile(target)
                                      and os.access(path, os.X_OK),
                                      exists and is_ours(path),
-                                     describe(*started) if started else target))
+                                     describe(*started) if started else target,
+                                     reads, config_problem(reads) if reads else None))
         out.append(HookDir(directory, True, tuple(entries)))
     return tuple(out)
 
@@ -191,6 +202,18 @@ def vlan_filtering_support(inventory: Inventory,
     return config.get("CONFIG_BRIDGE_VLAN_FILTERING") == "y"
 
 
+def detached_of(config, inventory: Inventory) -> Tuple[Tuple[str, str, str, str], ...]:
+    """The recorded TAPs of running VMs, of the config's segments, on no bridge now."""
+    from .reattach import read_attachments
+    from .status import holder_text, detached_taps, tap_holders
+
+    records = [r for r in read_attachments() if config.segment(r.vlan) is not None]
+    if not records:
+        return ()
+    return tuple((r.tap, r.bridge, r.fix, holder_text(holders))
+                 for r, holders in detached_taps(inventory, tap_holders(), records))
+
+
 def gather(explicit_config: Optional[str], directories: Sequence[str]) -> Facts:
     fields = load(explicit_config)
     config = fields.get("config")
@@ -205,6 +228,7 @@ def gather(explicit_config: Optional[str], directories: Sequence[str]) -> Facts:
             if port.lower and port.lower in inventory.links:
                 devices.append(port.lower)
     features, feature_errors = read_features(devices)
+    detached = detached_of(config, inventory) if config else ()
     drops, problems = firewall()
     from .guards import guarded_taps, shaped_taps
     from .netlink import Netlink
@@ -216,7 +240,7 @@ def gather(explicit_config: Optional[str], directories: Sequence[str]) -> Facts:
                  feature_errors=feature_errors, bridge_nf=bridge_nf(), drops=tuple(drops),
                  firewall_problems=tuple(problems), tun_problem=tun_problem(),
                  hook_program=this_hook_program(), hook_dirs=hook_dirs(config, directories),
-                 vlan_support=vlan_support(),
+                 vlan_support=vlan_support(), detached=detached,
                  vlan_filtering_support=vlan_filtering_support(inventory, kernel_config()))
 
 

@@ -12,6 +12,8 @@ import sys
 
 from .actions import attach, detach
 from .apply import refusal
+from .attachments import DIR as ATTACHED_DIR
+from .attachments import forget, remember
 from .config import load_config
 from .errors import HookError, UsageError, run_guarded
 from .hookname import IFUP, HookName, parse_hook_name, resolve_segment
@@ -39,8 +41,10 @@ def run(hook: HookName, tap: str, label: str, config_path: Optional[str] = None)
                 if hook.action == IFUP:
                     attach(nl, segment, tap, log.op, lambda message: warn(label, message),
                            config.ports)
+                    _remember(nl, segment, tap, log)
                 else:
                     detach(nl, segment, tap, log.op, log.note)
+                    forget(tap)
         except OSError as error:  # a query refused; operations raise HookErrors already
             raise refusal("a netlink request", error) from None
     except HookError as error:
@@ -52,14 +56,31 @@ def run(hook: HookName, tap: str, label: str, config_path: Optional[str] = None)
     log.finish("ok")
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def _remember(nl: Netlink, segment, tap: str, log: ActionLog) -> None:
+    """Record the attachment for `qemu-ifhooks up`. Best effort: the TAP is attached
+    already, and nothing about a record may fail the VM's start."""
+    try:
+        link = nl.get_link(tap)
+        saved = link is not None and remember(tap, link.index, segment.vlan, segment.bridge,
+                                              posix.getppid())  # QEMU, or libvirtd
+    except Exception:  # noqa: BLE001 - see above
+        saved = False
+    if not saved:
+        log.note(f"could not record the attachment under {ATTACHED_DIR}; 'qemu-ifhooks up' "
+                 f"will not put {tap} back if {segment.bridge} is rebuilt")
+
+
+def main(argv: Optional[List[str]] = None, config: Optional[str] = None) -> None:
+    """`config`: the file an installed entry always reads (install --config); None:
+    $QEMU_IFHOOKS_CONFIG, else the default."""
     argv = sys.argv if argv is None else argv
     keep_standard_fds_taken()
     name = argv[0].rpartition("/")[2] if argv else "qemu-ifhook"
     if len(argv) != 2:
         exit_now(run_guarded(name, lambda: _usage(name)))
     tap = argv[1]
-    exit_now(run_guarded(f"{name}: {tap}", lambda: run(parse_hook_name(name), tap, f"{name}: {tap}")))
+    label = f"{name}: {tap}"
+    exit_now(run_guarded(label, lambda: run(parse_hook_name(name), tap, label, config)))
 
 
 def keep_standard_fds_taken() -> None:

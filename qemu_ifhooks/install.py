@@ -28,15 +28,18 @@ LAUNCHER = """\
 # -IS: ignore PYTHON* variables, the user's site-packages and the current directory
 # (-I), and import no site module, so no .pth file runs code (-S). The hook needs only
 # the standard library and the one directory below. It acts by this file's name.
+# config: the file it reads whatever the caller's environment says (libvirtd and
+# systemd clear it); None: $QEMU_IFHOOKS_CONFIG, else the default.
 import sys
 
 sys.path.append({libdir!r})
 
 from qemu_ifhooks.hook import main  # noqa: E402 - after the path is known
 
-main()
+main(config={config})
 """
 _LIBDIR_LINE = re.compile(r"^sys\.path\.append\((.+)\)$", re.MULTILINE)
+_CONFIG_LINE = re.compile(r"^main\(config=(.+)\)$", re.MULTILINE)
 _SHEBANG_MAX = 255  # the kernel reads at most 256 bytes of a #! line (BINPRM_BUF_SIZE)
 
 
@@ -53,19 +56,28 @@ def this_installation() -> Tuple[str, str]:
     return interpreter, libdir
 
 
-def launcher(interpreter: str, libdir: str) -> str:
-    return LAUNCHER.format(interpreter=interpreter, marker=MARKER, libdir=libdir)
+def launcher(interpreter: str, libdir: str, config: Optional[str] = None) -> str:
+    # ascii(): a path that is not UTF-8 (surrogate escapes) still writes as plain text
+    return LAUNCHER.format(interpreter=interpreter, marker=MARKER, libdir=libdir,
+                           config=ascii(config))
+
+
+def _read_head(path: str) -> Optional[str]:
+    """The first 4 KiB of a regular file (never a FIFO or a device), else None."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        with open(path, "rb") as f:
+            return f.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return None
 
 
 def read_launcher(path: str) -> Optional[Tuple[str, str]]:
     """(interpreter, library directory) of an entry install wrote, else None. Reads only
     a regular file, and only its first 4 KiB."""
-    try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            return None
-        with open(path, "rb") as f:
-            text = f.read(4096).decode("utf-8", "replace")
-    except OSError:
+    text = _read_head(path)
+    if text is None:
         return None
     lines = text.split("\n", 2)
     found = _LIBDIR_LINE.search(text)
@@ -76,6 +88,18 @@ def read_launcher(path: str) -> Optional[Tuple[str, str]]:
     except (ValueError, SyntaxError):
         return None
     return (lines[0][2:-len(" -IS")], libdir) if isinstance(libdir, str) else None
+
+
+def launcher_config(path: str) -> Optional[str]:
+    """The config file an entry install wrote always reads (`install --config`), else
+    None (it follows $QEMU_IFHOOKS_CONFIG, or the default)."""
+    text = _read_head(path)
+    found = _CONFIG_LINE.search(text or "") if read_launcher(path) else None
+    try:
+        config = ast.literal_eval(found.group(1)) if found else None
+    except (ValueError, SyntaxError):
+        return None
+    return config if isinstance(config, str) else None
 
 
 def describe(interpreter: str, libdir: str) -> str:
@@ -112,8 +136,13 @@ def is_ours(path: str) -> bool:
     return read_launcher(path) is not None
 
 
-def install(config: Config, directory: str, force: bool) -> List[str]:
-    text = launcher(*this_installation())
+def install(config: Config, directory: str, force: bool,
+            config_file: Optional[str] = None) -> List[str]:
+    """Write the entries; with `config_file` they read that file whatever environment
+    they are started with."""
+    if config_file is not None:
+        config_file = os.path.abspath(config_file)  # libvirtd runs hooks from its own cwd
+    text = launcher(*this_installation(), config_file)
     paths = [os.path.join(directory, name) for pair in entry_names(config) for name in pair]
     foreign = [p for p in paths if os.path.lexists(p) and not is_ours(p)]
     if foreign and not force:

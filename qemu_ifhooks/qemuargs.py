@@ -136,12 +136,18 @@ def qemu_args(config, vlans: Sequence[int], vm: Optional[str], model: str,
               hook_dir: str) -> List[str]:
     """The arguments for one NIC per VLAN, each running the hook entries that
     `qemu-ifhooks install --dir hook_dir` writes for its segment."""
+    if vm is not None and not vm:
+        raise UsageError("--vm: expected a VM name, got an empty string")
+    return nic_args(hook_nics(config, vlans, hook_dir), vm, model)
+
+
+def hook_nics(config, vlans: Sequence[int], hook_dir: str) -> List[Nic]:
+    """One NIC per VLAN on the entries `install --dir hook_dir` writes (qemu-args,
+    libvirt-xml)."""
     import os
 
     from .install import entry_names
 
-    if vm is not None and not vm:
-        raise UsageError("--vm: expected a VM name, got an empty string")
     names = {segment.vlan: pair for segment, pair in zip(config.segments, entry_names(config))}
     directory = os.path.abspath(hook_dir)
     nics = []
@@ -150,4 +156,4 @@ def qemu_args(config, vlans: Sequence[int], vm: Optional[str], model: str,
             raise UsageError(f"no segment vlan.{vlan} in {config.path}")
         ifup, ifdown = names[vlan]
         nics.append(Nic(vlan, os.path.join(directory, ifup), os.path.join(directory, ifdown)))
-    return nic_args(nics, vm, model)
+    return nics

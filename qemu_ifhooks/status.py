@@ -16,6 +16,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from .config import Config
 from .inventory import NET_ADDR_SET, Inventory, LinkInfo
 from .qemuargs import split_opts
+from .reattach import Attachment, detached, read_attachments
 
 JSON_VERSION = 1
 
@@ -133,6 +134,8 @@ class SegmentStatus:
     uplink_state: Optional[str]
     uplink_master: Optional[str]
     ports: Tuple[Port, ...]
+    # TAPs ifup attached here whose VM still runs and which are on no bridge now
+    detached: Tuple[Tuple[Attachment, Tuple[Holder, ...]], ...] = ()
 
 
 def _state(link: LinkInfo) -> str:
@@ -157,11 +160,20 @@ def _guard(segment, link: LinkInfo, guarded: Sequence[str], shaped: Dict[str, Li
     }
 
 
+def detached_taps(inventory: Inventory, holders: Dict[str, List[Holder]],
+                  records: Sequence[Attachment]):
+    """The recorded TAPs of running VMs that are on no bridge (see reattach.py)."""
+    links = {name: (link.index, link.master) for name, link in inventory.links.items()}
+    return detached(records, links, holders)
+
+
 def build_status(config: Config, inventory: Inventory, holders: Dict[str, List[Holder]],
-                 guarded: Sequence[str] = (), shaped: Optional[Dict[str, List[str]]] = None
-                 ) -> List[SegmentStatus]:
-    """`guarded`: TAP names with rules in the bridge table; `shaped`: {TAP: ifb devices}."""
+                 records: Sequence[Attachment] = (), guarded: Sequence[str] = (),
+                 shaped: Optional[Dict[str, List[str]]] = None) -> List[SegmentStatus]:
+    """`records`: what ifup attached; `guarded`: TAP names with rules in the bridge
+    table; `shaped`: {TAP: its ifb devices}."""
     out = []
+    lost = detached_taps(inventory, holders, records)
     for segment in config.segments:
         bridge = inventory.get(segment.bridge)
         uplink = inventory.get(segment.uplink_port)
@@ -184,11 +196,12 @@ def build_status(config: Config, inventory: Inventory, holders: Dict[str, List[H
             uplink=segment.uplink_port, uplink_present=uplink is not None,
             uplink_state=_state(uplink) if uplink else None,
             uplink_master=uplink.master if uplink else None,
-            ports=tuple(ports)))
+            ports=tuple(ports),
+            detached=tuple((r, h) for r, h in lost if r.vlan == segment.vlan)))
     return out
 
 
-def _holder_text(holders: Tuple[Holder, ...]) -> str:
+def holder_text(holders: Tuple[Holder, ...]) -> str:
     if not holders:
         return "held by no process"
     return ", ".join(f"{h.comm} pid {h.pid}" + (f" vm {h.vm}" if h.vm else " (no -name)")
@@ -223,11 +236,14 @@ def render_text(segments: List[SegmentStatus]) -> str:
                 where = f"port of {s.uplink_master}" if s.uplink_master else "not a port"
                 lines.append(f"  uplink {s.uplink}: {s.uplink_state}, {where}")
         for p in s.ports:
-            extra = f", {_holder_text(p.holders)}{_guard_text(p)}" if p.role == "tap" else ""
+            extra = f", {holder_text(p.holders)}{_guard_text(p)}" if p.role == "tap" else ""
             role = "uplink" if p.role == "uplink" else p.kind
             lines.append(f"  port {p.name} ({role}): {p.state}, mtu {p.mtu}{extra}")
         if s.present and not s.ports:
             lines.append("  no ports")
+        for record, holders in s.detached:
+            lines.append(f"  tap {record.tap}: detached from {s.bridge}, "
+                         f"{holder_text(holders)}; run '{record.fix}'")
     return "\n".join(lines) + "\n"
 
 
@@ -247,6 +263,9 @@ def render_json(segments: List[SegmentStatus]) -> str:
                        **({"port_security": p.port_security, "isolated": p.isolated,
                            "rx_mbit": p.rx_mbit, "tx_mbit": p.tx_mbit} if p.role == "tap" else {})}
                       for p in s.ports],
+            "detached": [{"name": r.tap, "ifindex": r.ifindex, "fix": r.fix,
+                          "processes": [asdict(h) for h in holders]}
+                         for r, holders in s.detached],
         }
     return json.dumps({"version": JSON_VERSION, "segments": [segment(s) for s in segments]},
                       indent=2) + "\n"
@@ -260,6 +279,7 @@ def run_status(config: Config, as_json: bool) -> int:
 
     with Netlink() as nl:
         shaped = shaped_taps(nl)
-    segments = build_status(config, read_inventory(), tap_holders(), guarded_taps(), shaped)
+    segments = build_status(config, read_inventory(), tap_holders(), read_attachments(),
+                            guarded_taps(), shaped)
     print(render_json(segments) if as_json else render_text(segments), end="")
     return 0

@@ -28,6 +28,7 @@ HOOK_PROGRAM = BIN / "qemu-ifhook"
 CLI = BIN / "qemu-ifhooks"
 TAPHOLDER = Path(__file__).resolve().parent / "tapholder.py"
 NL_PROBE = Path(__file__).resolve().parent / "nl_probe.py"
+RECORDS = "/run/qemu-ifhooks/attached"  # where ifup records what it attached
 GUEST_DIR = Path(os.environ.get("QEMU_IFHOOKS_GUEST_DIR", ROOT / "build" / "guest"))
 
 
@@ -164,11 +165,28 @@ class Netns:
         holder.stdin.close()
         holder.wait(timeout=10)
 
+    @property
+    def inode(self) -> int:
+        """The namespace's identity, as the hooks key their records on it."""
+        return os.stat(f"/run/netns/{self.name}").st_ino
+
+    def records(self) -> Dict[str, Dict[str, str]]:
+        """TAP -> the fields of the attachment record ifup wrote in this namespace."""
+        out = {}
+        for path in Path(RECORDS).glob(f"{self.inode}-*"):
+            if not path.name.endswith(".new"):
+                fields = dict(line.split("=", 1) for line in path.read_text().splitlines())
+                out[path.name.split("-", 1)[1]] = fields
+        return out
+
     def cleanup(self) -> None:
         for holder in self.holders:
             if holder.poll() is None:
                 holder.kill()
                 holder.wait()
+        with contextlib.suppress(OSError):  # a later namespace may get the same inode
+            for path in Path(RECORDS).glob(f"{self.inode}-*"):
+                path.unlink()
         subprocess.run(["ip", "netns", "del", self.name], stderr=subprocess.DEVNULL)
 
 

@@ -74,6 +74,30 @@ def info_network_and_quit(qemu: subprocess.Popen, timeout: float = 60) -> Dict[s
             "stderr": err}
 
 
+LANS = (("eth0", "lan0", "192.0.2.1/24"), ("eth1", "lan1", "198.51.100.1/24"))
+
+
+def make_lab(make_netns, prefix: str = "qih"):
+    """A VM host namespace with uplinks eth0/eth1 (GRO on) to a LAN namespace holding
+    the peers 192.0.2.1 and 198.51.100.1: (host, lan)."""
+    host, lan = make_netns(f"{prefix}-host"), make_netns(f"{prefix}-lan")
+    for uplink, peer, address in LANS:
+        host.veth(uplink, peer)
+        host.ip("link", "set", peer, "netns", lan.name)
+        lan.ip("addr", "add", address, "dev", peer)
+        lan.ip("link", "set", peer, "up")
+    return host, lan
+
+
+def console_lines(path, prefix: str = "QIH-") -> List[str]:
+    """The guest's QIH-* lines on its serial console so far."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return []
+    return [line.strip() for line in text.splitlines() if line.startswith(prefix)]
+
+
 def wait_for(predicate, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -477,3 +477,28 @@ def test_json_and_text_forms():
     assert any(line.startswith("warn br0: STP is on") and
                line.endswith("; fix: ip link set dev br0 type bridge stp_state 0")
                for line in text)
+
+
+@pytest.mark.parametrize("plant", ["missing", "insecure"])
+def test_entry_whose_config_is_unusable(netns, hooks, plant):
+    """An entry installed with --config reads only that file: check says when it cannot."""
+    netns.veth("eth0", "lan0")
+    hooks.write_config(CONFIG)
+    baked = hooks.dir / "baked.toml"
+    baked.write_text(CONFIG)
+    baked.chmod(0o644)
+    sh(CLI, "install", "--dir", hooks.dir, "--config", baked, env=hooks.env())
+    _, report = check(netns, hooks)
+    entry = str(hooks.dir / "ifup-br0")
+    assert finding(report, "hook.config", entry)["severity"] == OK
+    if plant == "missing":
+        baked.unlink()
+    else:
+        baked.chmod(0o664)
+    status, report = check(netns, hooks)
+    found = finding(report, "hook.config", entry)
+    assert found["severity"] == FAIL, found
+    assert ("not found" if plant == "missing" else "chmod go-w") in found["message"]
+    assert status == 1
+    done = hooks.run(netns, "ifup-br0", "tap0")  # and the entry does fail that way
+    assert done.returncode == (78 if plant == "missing" else 77), done.stderr

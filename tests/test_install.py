@@ -12,8 +12,9 @@ import pytest
 
 from qemu_ifhooks.config import load_config
 from qemu_ifhooks.errors import UnavailableError, UsageError
-from qemu_ifhooks.install import (PROGRAM, entry_names, install, is_ours, read_launcher,
-                                  this_installation, uninstall)
+from qemu_ifhooks.install import (PROGRAM, entry_names, install, is_ours, launcher,
+                                  launcher_config, read_launcher, this_installation,
+                                  uninstall)
 
 SEED = '[vlan.0]\nbridge = "br0"\nuplink = "eth0"\n\n[vlan.1]\nbridge = "br1"\nuplink = "eth1"\n'
 
@@ -252,3 +253,62 @@ def test_purge_knows_the_marker():
 
     postrm = Path(LIBDIR, "packaging", "debian", "postrm").read_text()
     assert f'MARKER="{MARKER}"' in postrm
+
+
+LIBVIRT_ENV = {"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/",
+               "USER": "root", "LOGNAME": "root"}  # all that libvirtd leaves a script
+
+
+def test_entries_carry_the_config_they_were_installed_with(tmp_path, monkeypatch):
+    """install --config: the entry reads that file whatever its caller's environment
+    says (libvirtd clears QEMU_IFHOOKS_CONFIG), as an absolute path."""
+    made = config(tmp_path, SEED)
+    monkeypatch.chdir(tmp_path)
+    hooks = tmp_path / "hooks"
+    install(made, str(hooks), force=False, config_file="qemu-ifhooks.toml")
+    entry = hooks / "ifup-br0"
+    assert is_launcher(entry.read_text())
+    assert launcher_config(str(entry)) == str(tmp_path / "qemu-ifhooks.toml")
+    (tmp_path / "qemu-ifhooks.toml").unlink()  # the entry must name it, not find it
+    elsewhere = tmp_path / "other.toml"
+    elsewhere.write_text(SEED)
+    for env in (LIBVIRT_ENV, {**LIBVIRT_ENV, "QEMU_IFHOOKS_CONFIG": str(elsewhere)}):
+        done = subprocess.run([str(entry), "tap0"], env=env, cwd="/", capture_output=True,
+                              text=True)
+        assert done.returncode == 78, done.stderr
+        assert done.stderr == (f"qemu-ifhooks: ifup-br0: tap0: {tmp_path}/qemu-ifhooks.toml: "
+                               f"not found; write one (see qemu-ifhooks.toml(5)) or point "
+                               f"QEMU_IFHOOKS_CONFIG at it\n")
+
+
+def test_entries_without_a_config_follow_the_environment(tmp_path):
+    install(config(tmp_path, SEED), str(tmp_path / "hooks"), force=False)
+    entry = tmp_path / "hooks" / "ifdown-br1"
+    assert launcher_config(str(entry)) is None
+    missing = tmp_path / "missing.toml"
+    done = subprocess.run([str(entry), "tap0"], capture_output=True, text=True,
+                          env={**LIBVIRT_ENV, "QEMU_IFHOOKS_CONFIG": str(missing)})
+    assert done.returncode == 78 and f"{missing}: not found" in done.stderr, done.stderr
+
+
+def test_install_cli_bakes_the_config_it_read(tmp_path):
+    """--config or $QEMU_IFHOOKS_CONFIG: the entries keep reading that file."""
+    config(tmp_path, SEED)
+    path = str(tmp_path / "qemu-ifhooks.toml")
+    cli = Path(sys.executable).parent / "qemu-ifhooks"
+    for n, (args, env) in enumerate(((["--config", path], {}),
+                                     ([], {"QEMU_IFHOOKS_CONFIG": path}))):
+        hooks = tmp_path / f"hooks{n}"
+        done = subprocess.run([str(cli), "install", "--dir", str(hooks), *args],
+                              env={**os.environ, **env}, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert {launcher_config(str(p)) for p in hooks.iterdir()} == {path}
+
+
+def test_a_config_path_that_is_not_utf8_survives(tmp_path):
+    odd = os.fsdecode(b"/etc/qemu-ifhooks/\xffweird'.toml")
+    text = launcher(sys.executable, LIBDIR, odd)
+    text.encode("ascii")  # written as plain text
+    entry = tmp_path / "ifup-br0"
+    entry.write_text(text)
+    assert launcher_config(str(entry)) == odd

@@ -22,13 +22,7 @@ NICS = [  # vlan, tap, bridge, mac, guest address, peer on the LAN
 def lab(make_netns, hooks):
     """A VM host namespace with uplinks eth0/eth1 to a LAN namespace holding the peers,
     and the hooks installed by `qemu-ifhooks install`."""
-    host, lan = make_netns("qih-host"), make_netns("qih-lan")
-    for uplink, peer, address in (("eth0", "lan0", "192.0.2.1/24"),
-                                  ("eth1", "lan1", "198.51.100.1/24")):
-        host.veth(uplink, peer)
-        host.ip("link", "set", peer, "netns", lan.name)
-        lan.ip("addr", "add", address, "dev", peer)
-        lan.ip("link", "set", peer, "up")
+    host, lan = qemutools.make_lab(make_netns)
     hooks.write_config(SEED_CONFIG)
     sh(CLI, "install", "--dir", hooks.dir, env=hooks.env())
     return host, lan, hooks
@@ -122,8 +116,7 @@ def test_booted_guest_pings_through_each_bridge(lab, request, tmp_path):
         "-initrd", str(GUEST_DIR / "initrd.img"),
         "-append", f"console=ttyS0 panic=-1 quiet qih.net={nets} qih.wait=20"], request)
     _, err = qemu.communicate(timeout=180)  # the guest powers off by itself
-    lines = [l.strip() for l in console.read_text(errors="replace").splitlines()
-             if l.startswith("QIH-")]
+    lines = qemutools.console_lines(console)
     assert lines == ["QIH-PING eth0 192.0.2.1 OK", "QIH-PING eth1 198.51.100.1 OK",
                      "QIH-DONE"], (lines, err)
     downs = [l for l in hooks.log_lines() if "action=ifdown" in l and "result=ok" in l]

@@ -235,3 +235,26 @@ def test_qemu_accepts_qemu_args_output(lab, hooks, request):
         "virtio-net-pci.0": ("net0", "web1-0"), "virtio-net-pci.1": ("net1", "web1-1")}
     assert [seen["nics"][f"virtio-net-pci.{v}"]["macaddr"] for v in (0, 1)] == \
         [vm_mac("web1", 0), vm_mac("web1", 1)]
+
+
+def test_libvirt_xml_interfaces(tmp_path):
+    """libvirt-xml: one <interface type='ethernet'> per VLAN on the installed entries,
+    with the MAC and TAP name qemu-args derives from --vm."""
+    import xml.etree.ElementTree as ET
+
+    from qemu_ifhooks.libvirtxml import libvirt_xml
+    from qemu_ifhooks.qemuargs import Nic, vm_mac
+
+    text = libvirt_xml([Nic(0, "/h/ifup-br0", "/h/ifdown-br0"),
+                        Nic(1, "/h/ifup-b'1", "/h/ifdown-b'1")], "web1")
+    nics = ET.fromstring(f"<devices>{text}</devices>").findall("interface")
+    assert [n.get("type") for n in nics] == ["ethernet", "ethernet"]
+    assert [n.find("target").get("dev") for n in nics] == ["web1-0", "web1-1"]
+    assert nics[0].find("mac").get("address") == vm_mac("web1", 0)
+    assert nics[1].find("script").get("path") == "/h/ifup-b'1"
+    assert nics[1].find("downscript").get("path") == "/h/ifdown-b'1"
+    assert nics[0].find("model").get("type") == "virtio"
+    unnamed = ET.fromstring(libvirt_xml([Nic(0, "/u", "/d")], None))
+    assert unnamed.find("target") is None and unnamed.find("mac") is None
+    assert ET.fromstring(libvirt_xml([Nic(0, "/u", "/d")], "vnet"))\
+        .find("target").get("dev") == "tvnet-0"  # libvirt keeps vnet* names for itself

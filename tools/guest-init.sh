@@ -9,6 +9,9 @@
 #       ADDR/PREFIX "dhcp" asks a DHCP server for the address instead (udhcpc) and
 #       prints "QIH-DHCP <ifname> <ADDR>|FAIL".
 #   qih.wait=SECONDS   how long to keep retrying each ping (default 20).
+#   qih.watch=SECONDS  then keep pinging every peer for that long, printing
+#       "QIH-WATCH <ifname> <PEER> OK|FAIL" whenever a result differs from the last
+#       one (the tests cut a guest's bridge and see it come back).
 # Then prints QIH-DONE and powers off.
 #
 # No 'set -e': if /init exits the kernel panics instead of powering off, so
@@ -30,16 +33,19 @@ fi
 
 net=""
 wait_s=20
+watch_s=0
 read -r cmdline </proc/cmdline
 set -f # cmdline words are not globs
 for w in $cmdline; do
     case $w in
         qih.net=*) net=${w#qih.net=} ;;
         qih.wait=*) wait_s=${w#qih.wait=} ;;
+        qih.watch=*) watch_s=${w#qih.watch=} ;;
     esac
 done
 set +f
 case $wait_s in '' | *[!0-9]*) wait_s=20 ;; esac
+case $watch_s in '' | *[!0-9]*) watch_s=0 ;; esac
 
 uptime_s() {
     read -r up _ </proc/uptime
@@ -121,6 +127,33 @@ while IFS=, read -r addr peers mac; do
 done <<EOF
 $entries
 EOF
+
+# Watch: one ping per peer per round; print only changes. The last result of
+# interface i is kept in /tmp/watch.i (busybox sh has no arrays).
+if [ "$watch_s" -gt 0 ]; then
+    mkdir -p /tmp
+    end=$(($(uptime_s) + watch_s))
+    while [ "$(uptime_s)" -lt "$end" ]; do
+        i=0
+        while IFS=, read -r addr peer mac; do
+            [ -n "$addr" ] || continue
+            i=$((i + 1))
+            [ -n "$peer" ] || continue
+            ifname=$(echo "$ifaces" | sed -n "${i}p")
+            [ -n "$ifname" ] || continue
+            result=FAIL
+            ping -c 1 -W 1 -I "$ifname" "$peer" >/dev/null 2>&1 && result=OK
+            last=$(cat "/tmp/watch.$i" 2>/dev/null)
+            if [ "$result" != "$last" ]; then
+                echo "QIH-WATCH $ifname $peer $result"
+                echo "$result" >"/tmp/watch.$i"
+            fi
+        done <<EOF
+$entries
+EOF
+        sleep 1
+    done
+fi
 
 echo "QIH-DONE"
 sync
