@@ -215,3 +215,35 @@ def test_libvirt_replaces_a_root_qdisc_the_script_added(lab):
     assert root_qdisc(lab.host, "lv5-0") == ["noqueue"]
     lab.daemon.virsh("destroy", "lv5")
     assert wait_for(lambda: tap_gone_everywhere(lab, "lv5-0"), 60)
+
+
+def test_the_hooks_rate_limits_and_rules_survive_libvirts_root_qdisc(lab):
+    """The hooks shape a guest off the TAP's root qdisc (clsact and ifb devices), so
+    libvirt's noqueue there leaves the limits in force; the rules hold too, with the
+    guest's MAC from the [port] table (libvirt, not QEMU, runs the script)."""
+    lab.hooks.write_config(SEED_CONFIG.replace('uplink = "eth0"\n', 'uplink = "eth0"\nguest_rx_mbit = 4\n'
+                                               'guest_tx_mbit = 8\nport_security = "mac"\n')
+                           + '\n[port."lv6-*"]\nmac = "52:54:00:00:06:00"\n')
+    nics = re.sub(r"<mac address=.[0-9a-f:]+./>", "<mac address='52:54:00:00:06:00'/>", lab.nics("lv6", 0))
+    assert "52:54:00:00:06:00" in nics
+    try:
+        check_limits_and_rules(lab, nics)
+    finally:
+        lab.hooks.write_config(SEED_CONFIG)
+
+
+def check_limits_and_rules(lab, nics: str) -> None:
+    done, _ = lab.create("lv6", nics, cmdline([(0, "192.0.2.26/24")], 900))
+    assert done.returncode == 0, done.stderr
+    assert root_qdisc(lab.host, "lv6-0") == ["noqueue"]  # libvirt's step ran
+    qdiscs = json.loads(sh("tc", "-n", lab.host.name, "-j", "qdisc", "show").stdout)
+    assert {q["dev"]: q["options"]["rate"] for q in qdiscs if q["kind"] == "tbf"} == \
+        {"rx-lv6-0": 500000, "tx-lv6-0": 1000000}
+    assert any(q["kind"] == "clsact" and q["dev"] == "lv6-0" for q in qdiscs)
+    rules = lab.host.run("nft", "list", "chain", "bridge", "qemu_ifhooks", "port_lv6-0", check=True).stdout
+    assert "ether saddr != 52:54:00:00:06:00 drop" in rules
+    lab.daemon.virsh("destroy", "lv6")
+    assert wait_for(lambda: tap_gone_everywhere(lab, "lv6-0"), 60)
+    # The downscript, run after QEMU exited, removed the TAP's rules and ifb devices.
+    assert not {"rx-lv6-0", "tx-lv6-0"} & {l["ifname"] for l in lab.host.links()}
+    assert "port_lv6-0" not in lab.host.run("nft", "list", "ruleset").stdout
