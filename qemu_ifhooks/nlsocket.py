@@ -115,6 +115,17 @@ def _raise_nlerror(err: int, msg: str | None) -> None:
 
 
 
+def _split(data):
+    """The messages of one datagram as (type, flags, seq, pid, payload)."""
+    offset = 0
+    while offset + _NLMSGHDR.size <= len(data):
+        length, mtype, flags, mseq, mpid = _NLMSGHDR.unpack_from(data, offset)
+        if length < _NLMSGHDR.size or offset + length > len(data):
+            raise OSError(errno.EPROTO, "truncated netlink message")
+        yield mtype, flags, mseq, mpid, bytes(data[offset + _NLMSGHDR.size : offset + length])
+        offset += _align(length)
+
+
 class NetlinkSocket:
     """One netlink socket of `protocol` (NETLINK_ROUTE, NETLINK_GENERIC,
     NETLINK_NETFILTER); use as a context manager (closes the socket)."""
@@ -175,14 +186,7 @@ class NetlinkSocket:
         self._sock.sendto(b"".join(data), (0, 0))
         error = None
         while waiting:
-            buf = self._recv()
-            offset = 0
-            while offset + _NLMSGHDR.size <= len(buf):
-                length, mtype, flags, mseq, mpid = _NLMSGHDR.unpack_from(buf, offset)
-                if length < _NLMSGHDR.size or offset + length > len(buf):
-                    raise OSError(errno.EPROTO, "truncated netlink message")
-                payload = bytes(buf[offset + _NLMSGHDR.size : offset + length])
-                offset += _align(length)
+            for mtype, flags, mseq, mpid, payload in _split(self._recv()):
                 if mtype != _NLMSG_ERROR or mpid != self._pid:
                     continue
                 err = -_I32.unpack_from(payload, 0)[0]
@@ -209,14 +213,7 @@ class NetlinkSocket:
         Negative errors are raised; stale replies to earlier requests are skipped.
         """
         while True:
-            data = self._recv()
-            offset = 0
-            while offset + _NLMSGHDR.size <= len(data):
-                length, mtype, flags, mseq, mpid = _NLMSGHDR.unpack_from(data, offset)
-                if length < _NLMSGHDR.size or offset + length > len(data):
-                    raise OSError(errno.EPROTO, "truncated netlink message")
-                payload = bytes(data[offset + _NLMSGHDR.size : offset + length])
-                offset += _align(length)
+            for mtype, flags, mseq, mpid, payload in _split(self._recv()):
                 if mseq != seq or mpid != self._pid:
                     continue
                 if flags & _NLM_F_DUMP_INTR:
