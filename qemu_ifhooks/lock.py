@@ -30,14 +30,16 @@ def make_run_dir(path: str = RUN_DIR) -> None:
         pass
 
 
-# Present once any TAP was guarded (rules, limits) on this host since boot: until then an
-# ifup or ifdown need not look for a killed VM's leftovers, and pays nothing for them.
-GUARDS_USED = f"{RUN_DIR}/guards-used"
+def _guards_mark() -> str:
+    """Present once any TAP of this network namespace was guarded (rules, limits) since
+    boot: until then an ifup or ifdown need not look for a killed VM's leftovers, and
+    pays nothing for them."""
+    return f"{RUN_DIR}/{posix.stat('/proc/self/ns/net').st_ino}-guards-used"
 
 
 def guards_used() -> bool:
     try:
-        posix.stat(GUARDS_USED)
+        posix.stat(_guards_mark())
     except OSError:
         return False
     return True
@@ -47,7 +49,7 @@ def mark_guards_used() -> None:
     """Best effort: without the mark, leftovers are still swept by `up` and `down`."""
     try:
         make_run_dir()
-        posix.close(posix.open(GUARDS_USED, posix.O_WRONLY | posix.O_CREAT | posix.O_CLOEXEC, 0o644))
+        posix.close(posix.open(_guards_mark(), posix.O_WRONLY | posix.O_CREAT | posix.O_CLOEXEC, 0o644))
     except OSError:
         pass
 

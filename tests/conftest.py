@@ -22,6 +22,8 @@ from typing import Dict, List, Optional, Type
 
 import pytest
 
+from qemu_ifhooks.lock import RUN_DIR
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 HOOK_PROGRAM = BIN / "qemu-ifhook"
@@ -186,6 +188,8 @@ class Netns:
                 holder.wait()
         with contextlib.suppress(OSError):  # a later namespace may get the same inode
             for path in Path(RECORDS).glob(f"{self.inode}-*"):
+                path.unlink()
+            for path in Path(RUN_DIR).glob(f"{self.inode}-*"):  # locks, the guards mark
                 path.unlink()
         subprocess.run(["ip", "netns", "del", self.name], stderr=subprocess.DEVNULL)
 
