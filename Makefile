@@ -8,10 +8,11 @@ GUEST_DIR   ?= build/guest
 STRICT      ?= 1
 PYTEST_ARGS ?=
 
-# Debian packages the demo and the tests use; the second line builds and checks
-# the .deb and the .rpm (make deb, make rpm, tests/test_packaging.py).
+# Debian packages the demo and the tests use (frr: the EVPN tests run zebra and bgpd
+# per namespace); the last line builds and checks the .deb and the .rpm (make deb,
+# make rpm, tests/test_packaging.py).
 APT_PACKAGES = python3-venv python3-pip iproute2 ethtool util-linux qemu-system-x86 \
-               busybox-static cpio kmod strace mandoc man-db nftables iptables \
+               busybox-static cpio kmod strace mandoc man-db nftables iptables frr \
                build-essential debhelper dh-python pybuild-plugin-pyproject python3-all \
                python3-hatchling python3-installer lintian systemd rpm rpmlint
 

@@ -8,6 +8,7 @@ from .errors import HookError, KernelError, PermissionDenied, UnavailableError
 from .netlink import Link, MissingKernelFeature, Netlink
 from .plan import (BridgeVlanAdd, BridgeVlanDel, CreateBridge, CreateVlan, DeleteLink, Op,
                    SetAlias, SetDown, SetMaster, SetMtu, SetNoMaster, SetUp, kernel_lacks)
+from .vxlan import CreateVxlan, FdbAppend, FdbDel, SetBridgePort
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ class Executor:
                 self._apply(op)
             except OSError as error:
                 raise kernel_error(op, error) from None
-            if isinstance(op, (CreateBridge, CreateVlan)):
+            if isinstance(op, (CreateBridge, CreateVlan, CreateVxlan)):
                 self.created.add(op.ifname)
             if inverse is not None:
                 self.undo.append(inverse)
@@ -95,7 +96,7 @@ class Executor:
     def _inverse(self, op: Op) -> Optional[Op]:
         """What returns the kernel to its state before `op`; None when nothing needs to
         (a link created in this run goes away whole) or nothing can (a deletion)."""
-        if isinstance(op, (CreateBridge, CreateVlan)):
+        if isinstance(op, (CreateBridge, CreateVlan, CreateVxlan)):
             return DeleteLink(op.ifname)
         if op.ifname in self.created or isinstance(op, DeleteLink):
             return None
@@ -115,7 +116,13 @@ class Executor:
             return BridgeVlanDel(op.ifname, op.vid)
         if isinstance(op, BridgeVlanDel):
             return BridgeVlanAdd(op.ifname, op.vid)
-        return None  # SetNoMaster: only `down` detaches, and it is not rolled back
+        if isinstance(op, FdbAppend):
+            return FdbDel(op.ifname, op.dst)
+        if isinstance(op, FdbDel):
+            return FdbAppend(op.ifname, op.dst)
+        # SetNoMaster: only `down` detaches, and it is not rolled back. SetBridgePort:
+        # only planned with the SetMaster whose undo removes the port and its flags.
+        return None
 
     def rollback(self) -> None:
         """Undo this run's changes, newest first. Best effort: the error that caused the
@@ -156,8 +163,26 @@ class Executor:
         elif isinstance(op, DeleteLink):
             nl.delete_link(self.index(op.ifname))
             del self.indexes[op.ifname]
+        elif isinstance(op, (CreateVxlan, SetBridgePort, FdbAppend, FdbDel)):
+            self._apply_vxlan(op)
         else:  # pragma: no cover - a new Op type without an executor
             raise TypeError(f"no executor for {op!r}")
+
+
+    def _apply_vxlan(self, op: Op) -> None:
+        from . import vxlannl
+
+        if isinstance(op, CreateVxlan):
+            vxlannl.create_vxlan(self.nl, op.ifname, vni=op.vni, local=op.local,
+                                 dev=self.index(op.dev), group=op.group,
+                                 learning=op.learning, mtu=op.mtu)
+        elif isinstance(op, SetBridgePort):
+            vxlannl.set_bridge_port(self.nl, self.index(op.ifname), learning=op.learning,
+                                    neigh_suppress=op.neigh_suppress)
+        elif isinstance(op, FdbAppend):
+            vxlannl.fdb_append(self.nl, self.index(op.ifname), op.dst)
+        else:
+            vxlannl.fdb_del(self.nl, self.index(op.ifname), op.dst)
 
 
 def verify_attached(nl: Netlink, tap: str, bridge: Link) -> Link:

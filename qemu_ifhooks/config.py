@@ -53,11 +53,12 @@ class Segment(Record):
         # that several tagged segments share), every segment's tag and trunk, which its
         # uplink carries tagged. Empty for every other bridge.
         "bridge_vids",
+        "vxlan",  # vxlan.VxlanConfig: the segment spans hosts (instead of an uplink)
     )
     _defaults = {"uplink": None, "tag": None, "mtu": None, "match": (),
                  "offload_check": "enforce", "create": True, "stp": False,
                  "forward_delay": 0, "allow_addressed_uplink": False, "trunk": (),
-                 "bridge_vids": ()}
+                 "bridge_vids": (), "vxlan": None}
 
     @property
     def key(self) -> str:
@@ -81,14 +82,21 @@ class Segment(Record):
             return f"{self.uplink}.{self.tag}"
         return self.uplink
 
+    @property
+    def vxlan_port(self) -> Optional[str]:
+        """The VXLAN link that joins the bridge to the other hosts, if the segment spans
+        hosts."""
+        return self.vxlan.port if self.vxlan is not None else None
+
 
 class Config(Record):
     __slots__ = (
         "path",
         "segments",  # a tuple of Segment, in file order
         "default_vlan",
+        "evpn",  # vxlan.EvpnConfig of the [evpn] table, or None
     )
-    _defaults = {"default_vlan": None}
+    _defaults = {"default_vlan": None, "evpn": None}
 
     def segment(self, vlan: int) -> Optional[Segment]:
         for segment in self.segments:
@@ -184,12 +192,14 @@ SEGMENT_ONLY: Dict[str, Callable[[Any], Any]] = {
     "mtu": _integer(68, 65535),
     "match": _globs,
     "trunk": _vlan_tags,
+    "vxlan": dict,  # a table of its own: vxlan.parse_vxlan checks it, key by key
 }
 DEFAULTS_ONLY: Dict[str, Callable[[Any], Any]] = {
     "vlan": _integer(0, MAX_VLAN, "a VLAN number"),
 }
 # What the segments sharing one bridge must agree on: it is one kernel object.
-BRIDGE_WIDE = ("uplink", "mtu", "stp", "forward_delay", "create", "allow_addressed_uplink")
+BRIDGE_WIDE = ("uplink", "mtu", "stp", "forward_delay", "create", "allow_addressed_uplink",
+               "vxlan")
 
 
 ECHO_LIMIT = 60  # characters of a value echoed in an error message
@@ -253,7 +263,7 @@ class _Parser:
         return out
 
     def parse(self, document: Dict[str, Any]) -> Config:
-        self.unknown(document, ("defaults", "vlan"), "")
+        self.unknown(document, ("defaults", "vlan", "evpn"), "")
         defaults_table = self.table(document.get("defaults", {}), "defaults")
         self.unknown(defaults_table, list(INHERITED) + list(DEFAULTS_ONLY), "defaults")
         inherited_checks = {key: check for key, (check, _) in INHERITED.items()}
@@ -266,7 +276,12 @@ class _Parser:
             raise ConfigError(f"{self.path}: no segments: add a [vlan.N] table with a bridge")
         segments = [self.segment(key, value, defaults, inherited_checks)
                     for key, value in vlans.items()]
-        return self.cross_check(Config(self.path, tuple(segments), default_vlan))
+        evpn = None
+        if "evpn" in document:
+            from .vxlan import parse_evpn
+
+            evpn = parse_evpn(self.table(document["evpn"], "evpn"), "evpn", self.fail)
+        return self.cross_check(Config(self.path, tuple(segments), default_vlan, evpn))
 
     def segment(self, key: str, value: Any, defaults: Dict[str, Any],
                 inherited_checks: Dict[str, Callable[[Any], Any]]) -> Segment:
@@ -279,7 +294,10 @@ class _Parser:
             raise self.fail(f"{keypath}.bridge", "missing: every segment names its bridge")
         fields = dict(defaults)
         fields.update(self.values(table, inherited_checks, keypath))
-        fields.update(self.values(table, SEGMENT_ONLY, keypath))
+        fields.update(self.values(table, {k: c for k, c in SEGMENT_ONLY.items() if k != "vxlan"},
+                                  keypath))
+        if "vxlan" in table:
+            fields["vxlan"] = self.vxlan(table, keypath)
         segment = Segment(vlan=int(key), **fields)
         if segment.stp and not 2 <= segment.forward_delay <= 30:
             origin = "" if "forward_delay" in table else " (inherited; set it here or in [defaults])"
@@ -294,6 +312,17 @@ class _Parser:
                                 f"{vid} is the segment's own tag, which its TAPs get untagged")
         return segment
 
+    def vxlan(self, table: Dict[str, Any], keypath: str) -> Any:
+        from .vxlan import parse_vxlan
+
+        for key in ("uplink", "tag"):
+            if key in table:
+                raise self.fail(f"{keypath}.{key}",
+                                f"a segment with vxlan reaches other hosts through its "
+                                f"VXLAN link, which carries it untagged: remove {key} "
+                                f"(or vxlan)")
+        return parse_vxlan(table["vxlan"], f"{keypath}.vxlan", self.fail, _interface)
+
     def cross_check(self, config: Config) -> Config:
         """The rules between segments; the config with each segment's bridge_vids."""
         on_bridge: Dict[str, List[Segment]] = {}
@@ -305,6 +334,7 @@ class _Parser:
         config = config.replace(segments=tuple(
             self.bridge_style(segment, on_bridge[segment.bridge]) for segment in config.segments))
         self.check_uplinks(config.segments)
+        self.check_vnis(config.segments)
         if config.default_vlan is not None and config.segment(config.default_vlan) is None:
             raise self.fail("defaults.vlan", f"no segment vlan.{config.default_vlan} is defined")
         return config
@@ -388,6 +418,25 @@ class _Parser:
             for other in segments[:index]:
                 if other.uplink == segment.uplink:
                     self.check_vlan_claims(segment, other)
+
+    def check_vnis(self, segments: Tuple[Segment, ...]) -> None:
+        """One VNI per bridge on a host; VXLAN link names clear of bridges and uplinks."""
+        bridges = {s.bridge for s in segments}
+        owner: Dict[int, Segment] = {}
+        for segment in segments:
+            vx = segment.vxlan
+            if vx is None:
+                continue
+            first = owner.setdefault(vx.vni, segment)
+            if first.bridge != segment.bridge:
+                raise self.fail(f"{segment.key}.vxlan.vni",
+                                f"VNI {vx.vni} is already {first.key}'s (bridge "
+                                f"{first.bridge}); each VNI is one segment")
+            taken = bridges | {s.uplink_port for s in segments if s.uplink}
+            if vx.port in taken or vx.dev in bridges:
+                name = vx.port if vx.port in taken else vx.dev
+                raise self.fail(f"{segment.key}.vxlan", f"{name} is also configured as a "
+                                                        f"bridge or uplink")
 
     def check_vlan_claims(self, segment: Segment, earlier: Segment) -> None:
         """The 8021q driver hands a frame tagged N to <uplink>.N before any bridge sees
