@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .config import Config, Segment
 from .firewall import BRIDGE, IPV4, IPV6, Drop
@@ -66,6 +66,7 @@ class Facts:
     hook_dirs: Tuple[HookDir, ...] = ()
     vlan_support: Optional[bool] = None  # 8021q: None when unknown
     vlan_filtering_support: Optional[bool] = None
+    evpn: Optional[Any] = None  # frr.EvpnState, when the config has EVPN segments
 
 
 # --- config -----------------------------------------------------------------------------
@@ -469,11 +470,15 @@ def kernel_findings(facts: Facts) -> List[Finding]:
 def evaluate(facts: Facts) -> List[Finding]:
     """Every finding, in a fixed order: config, then per bridge (bridge, uplink,
     offloads), then host-wide."""
+    from .vxlancheck import evpn_findings, vxlan_findings
+
     out = config_findings(facts)
     if facts.config is not None:
         for segment in facts.config.bridges():
             out += bridge_findings(segment, facts.inventory)
             out += uplink_findings(segment, facts)
+            out += vxlan_findings(segment, facts.inventory)
+        out += evpn_findings(facts.config, facts.evpn)
     out += netfilter_findings(facts) + tun_findings(facts) + hook_findings(facts) + \
         kernel_findings(facts)
     return out

@@ -128,6 +128,7 @@ class SegmentStatus:
     uplink_state: Optional[str]
     uplink_master: Optional[str]
     ports: Tuple[Port, ...]
+    vxlan: Optional[dict] = None  # vxlancheck.vxlan_status: VNI, remote VTEPs and MACs
 
 
 def _state(link: LinkInfo) -> str:
@@ -135,7 +136,10 @@ def _state(link: LinkInfo) -> str:
 
 
 def build_status(config: Config, inventory: Inventory,
-                 holders: Dict[str, List[Holder]]) -> List[SegmentStatus]:
+                 holders: Dict[str, List[Holder]],
+                 fdb: Optional[Dict[str, list]] = None) -> List[SegmentStatus]:
+    from .vxlancheck import vxlan_status
+
     out = []
     for segment in config.segments:
         bridge = inventory.get(segment.bridge)
@@ -158,7 +162,7 @@ def build_status(config: Config, inventory: Inventory,
             uplink=segment.uplink_port, uplink_present=uplink is not None,
             uplink_state=_state(uplink) if uplink else None,
             uplink_master=uplink.master if uplink else None,
-            ports=tuple(ports)))
+            ports=tuple(ports), vxlan=vxlan_status(segment, fdb or {})))
     return out
 
 
@@ -170,6 +174,8 @@ def _holder_text(holders: Tuple[Holder, ...]) -> str:
 
 
 def render_text(segments: List[SegmentStatus]) -> str:
+    from .vxlancheck import vxlan_status_lines
+
     lines = []
     for s in segments:
         if not s.present:
@@ -193,6 +199,7 @@ def render_text(segments: List[SegmentStatus]) -> str:
             lines.append(f"  port {p.name} ({role}): {p.state}, mtu {p.mtu}{extra}")
         if s.present and not s.ports:
             lines.append("  no ports")
+        lines += vxlan_status_lines(s.vxlan)
     return "\n".join(lines) + "\n"
 
 
@@ -209,6 +216,7 @@ def render_json(segments: List[SegmentStatus]) -> str:
             "ports": [{"name": p.name, "kind": p.kind, "role": p.role, "state": p.state,
                        "mtu": p.mtu, "mac": p.mac,
                        "processes": [asdict(h) for h in p.holders]} for p in s.ports],
+            "vxlan": s.vxlan,
         }
     return json.dumps({"version": JSON_VERSION, "segments": [segment(s) for s in segments]},
                       indent=2) + "\n"
@@ -217,6 +225,8 @@ def render_json(segments: List[SegmentStatus]) -> str:
 def run_status(config: Config, as_json: bool) -> int:
     from .inventory import read_inventory
 
-    segments = build_status(config, read_inventory(), tap_holders())
+    from .vxlancheck import read_fdb
+
+    segments = build_status(config, read_inventory(), tap_holders(), read_fdb(config))
     print(render_json(segments) if as_json else render_text(segments), end="")
     return 0

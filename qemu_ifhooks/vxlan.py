@@ -142,6 +142,7 @@ def parse_remotes(value: Any, local: str, keypath: str,
 
 MAX_ASN = (1 << 32) - 1
 EVPN_KEYS = ("asn", "peers", "router_id", "pathspace")
+_PATHSPACE_CHARACTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
 
 
 class EvpnConfig(Record):
@@ -180,7 +181,8 @@ def parse_evpn(table: Dict[str, Any], keypath: str,
             raise fail(f"{keypath}.router_id", f"expected an IPv4 address, got "
                                                f"{table['router_id']!r}")
     pathspace = table.get("pathspace")
-    if pathspace is not None and (not isinstance(pathspace, str) or not pathspace.isidentifier()):
+    if pathspace is not None and (not isinstance(pathspace, str) or not pathspace or
+                                  pathspace.strip(_PATHSPACE_CHARACTERS)):
         raise fail(f"{keypath}.pathspace", f"expected the name of an FRR instance (vtysh -N "
                                            f"NAME), got {pathspace!r}")
     return EvpnConfig(asn, tuple(normal), router_id, pathspace)
