@@ -185,7 +185,10 @@ def fdb_entries(nl: Netlink, index: int) -> List[FdbEntry]:
     """The fdb entries of link `index` that name a remote (`dst`), as `bridge fdb show
     dev X` lists them with `self`."""
     out = []
-    payload = _NDMSG.pack(_AF_BRIDGE, 0, 0, 0, 0)
+    # With strict checking (nlsocket asks for it) the kernel dumps only this device's
+    # entries, so the cost does not grow with the guests on other bridges; older
+    # kernels dump them all, and the index is checked here as well.
+    payload = _NDMSG.pack(_AF_BRIDGE, index, 0, 0, 0)
     for mtype, _, msg in nl._dump(_RTM_GETNEIGH, payload):
         if mtype != _RTM_NEWNEIGH:
             continue
