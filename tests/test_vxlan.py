@@ -40,6 +40,16 @@ def details(host, name: str) -> dict:
     return link
 
 
+def assert_ifup_fails_changing_nothing(host, status: int, fragment: str) -> None:
+    """ifup of a fresh TAP fails with `status` and one line, and every link is as before."""
+    holder = host.ns.hold_taps("vmtap1")
+    before = host.ns.snapshot()
+    done = host.hooks.run(host.ns, f"ifup-{BRIDGE}", "vmtap1")
+    assert_one_line_error(done, status, fragment)
+    assert host.ns.snapshot() == before
+    host.ns.release(holder)
+
+
 def test_static_remotes_carry_full_size_frames_and_follow_the_config(fabric):
     fabric.configure("static")
     fabric.up()
@@ -96,14 +106,7 @@ def test_too_small_underlay_is_found_by_check_and_refused_by_ifup(make_netns):
         assert [f["check"] for f in fails] == ["vxlan.mtu"], fails
         assert "carries at most 1450" in fails[0]["message"]
 
-        before = h1.ns.snapshot()
-        holder = h1.ns.hold_taps("vmtap1")
-        with_tap = h1.ns.snapshot()
-        done = h1.hooks.run(h1.ns, f"ifup-{BRIDGE}", "vmtap1")
-        assert_one_line_error(done, 69, "carries at most 1450 on vxlan5007")
-        assert h1.ns.snapshot() == with_tap
-        h1.ns.release(holder)
-        assert h1.ns.snapshot() == before
+        assert_ifup_fails_changing_nothing(h1, 69, "carries at most 1450 on vxlan5007")
 
         # Without mtu the bridge follows the underlay (1450): small frames cross, a
         # 1500-byte packet with DF does not (the bridge drops it; nothing fragments).
@@ -129,12 +132,7 @@ def test_a_failed_ifup_undoes_the_bridge_it_built(make_netns):
         # the bridge was made, and the run is rolled back.
         h1.ns.ip("link", "add", "theirs", "type", "vxlan", "id", str(VNI), "local",
                  h1.address, "dev", "eth0", "dstport", "4789")
-        holder = h1.ns.hold_taps("vmtap1")
-        before = h1.ns.snapshot()
-        done = h1.hooks.run(h1.ns, f"ifup-{BRIDGE}", "vmtap1")
-        assert_one_line_error(done, 71, "ip link add vxlan5007 type vxlan id 5007")
-        assert h1.ns.snapshot() == before
-        h1.ns.release(holder)
+        assert_ifup_fails_changing_nothing(h1, 71, "ip link add vxlan5007 type vxlan id 5007")
 
         # `local` must be this host's.
         h1.ns.ip("link", "del", "theirs")

@@ -1,5 +1,5 @@
-"""Segments that span hosts, without the kernel: the `vxlan` and `[evpn]` schema, the
-planned operations (and their ip/bridge text), the MTU rules, the FRR stanza."""
+"""Segments that span hosts, without the kernel: the `vxlan` and `[evpn]` schema (its
+invalid cases are in tests/configs/invalid/vxlan-*.toml), the planned operations (and their ip/bridge text), the MTU rules, the FRR stanza."""
 
 from __future__ import annotations
 
@@ -41,54 +41,7 @@ def test_multicast_evpn_and_the_evpn_table_parse():
     assert c.evpn.asn == 65000 and c.evpn.peers == ("203.0.113.2", "203.0.113.3")
 
 
-INVALID = [
-    (segment_text('vxlan = 5'), "vlan.7.vxlan: expected a table like ..."),
-    (segment_text('vxlan = { vni = 0, local = "203.0.113.1", dev = "eth0", evpn = true }'),
-     "vlan.7.vxlan.vni: expected a VNI 1..16777215, got 0"),
-    (segment_text('vxlan = { vni = 1, local = "203.0.113.1", dev = "eth0" }'),
-     "vlan.7.vxlan: needs exactly one of remotes = [...] (static peers), group = "
-     "\"239.1.1.N\" (multicast) or evpn = true; got none"),
-    (segment_text('vxlan = { vni = 1, local = "203.0.113.1", dev = "eth0", evpn = true, '
-                  'group = "239.1.1.1" }'), "vlan.7.vxlan: needs exactly one of ..."),
-    (segment_text('vxlan = { vni = 1, local = "x", dev = "eth0", evpn = true }'),
-     "vlan.7.vxlan.local: expected this host's unicast ..."),
-    (segment_text('vxlan = { vni = 1, local = "203.0.113.1", evpn = true }'),
-     "vlan.7.vxlan.dev: missing: a vxlan table needs vni, local and dev"),
-    (segment_text('vxlan = { vni = 1, local = "203.0.113.1", dev = "a b", evpn = true }'),
-     "vlan.7.vxlan.dev: expected an interface name ..."),
-    (segment_text('vxlan = { vni = 1, local = "203.0.113.1", dev = "eth0", evpn = true, x = 1 }'),
-     "vlan.7.vxlan.x: unknown key (known: vni, local, dev, remotes, group, evpn)"),
-    (segment_text('vxlan = { vni = 1, local = "203.0.113.1", dev = "eth0", '
-                  'remotes = ["203.0.113.1"] }'),
-     "vlan.7.vxlan.remotes: 203.0.113.1 is local: list the other hosts"),
-    (segment_text('vxlan = { vni = 1, local = "203.0.113.1", dev = "eth0", '
-                  'remotes = ["2001:db8::2"] }'),
-     "vlan.7.vxlan.remotes: expected unicast addresses of local's family, got '2001:db8::2'"),
-    (segment_text('vxlan = { vni = 1, local = "203.0.113.1", dev = "eth0", group = "203.0.113.9" }'),
-     "vlan.7.vxlan.group: expected a multicast address ..."),
-    (segment_text(extra='uplink = "eth1"\n'), "vlan.7.uplink: a segment with vxlan reaches ..."),
-    (segment_text() + '[vlan.8]\nbridge = "br8"\n' + STATIC + "\n",
-     "vlan.8.vxlan.vni: VNI 5007 is already vlan.7's (bridge br7); each VNI is one segment"),
-    (segment_text() + '[evpn]\nasn = 65000\n',
-     "evpn.peers: expected a non-empty list of the other hosts' underlay addresses"),
-    (segment_text() + '[evpn]\nasn = "x"\npeers = ["203.0.113.2"]\n',
-     "evpn.asn: expected an AS number 1..4294967295, got 'x'"),
-    (segment_text() + '[evpn]\nasn = 1\npeers = ["203.0.113.2"]\nrouter = 1\n',
-     "evpn.router: unknown key (known: asn, peers, router_id, pathspace)"),
-]
-
-
-@pytest.mark.parametrize("text,expected", INVALID, ids=[e.split(":")[0] + str(i)
-                                                        for i, (_, e) in enumerate(INVALID)])
-def test_invalid_vxlan_config_names_file_and_key(text, expected):
-    with pytest.raises(ConfigError) as raised:
-        config(text)
-    message = str(raised.value)
-    if expected.endswith("..."):
-        assert message.startswith(f"c.toml: {expected[:-3]}"), message
-    else:
-        assert message == f"c.toml: {expected}"
-    assert "\n" not in message
+# Invalid configs: tests/configs/invalid/vxlan-*.toml (test_config.py runs them).
 
 
 # --- plans ------------------------------------------------------------------------------
