@@ -171,6 +171,12 @@ def _vlan_tags(value: Any) -> Tuple[int, ...]:
     return tuple(value)
 
 
+def _table(value: Any) -> Dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Invalid("a table")
+    return value
+
+
 def _globs(value: Any) -> Tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise _Invalid("a list of TAP-name globs")
@@ -192,7 +198,7 @@ SEGMENT_ONLY: Dict[str, Callable[[Any], Any]] = {
     "mtu": _integer(68, 65535),
     "match": _globs,
     "trunk": _vlan_tags,
-    "vxlan": dict,  # a table of its own: vxlan.parse_vxlan checks it, key by key
+    "vxlan": _table,  # then vxlan.parse_vxlan checks it, key by key
 }
 DEFAULTS_ONLY: Dict[str, Callable[[Any], Any]] = {
     "vlan": _integer(0, MAX_VLAN, "a VLAN number"),
@@ -294,10 +300,11 @@ class _Parser:
             raise self.fail(f"{keypath}.bridge", "missing: every segment names its bridge")
         fields = dict(defaults)
         fields.update(self.values(table, inherited_checks, keypath))
-        fields.update(self.values(table, {k: c for k, c in SEGMENT_ONLY.items() if k != "vxlan"},
-                                  keypath))
-        if "vxlan" in table:
-            fields["vxlan"] = self.vxlan(table, keypath)
+        fields.update(self.values(table, SEGMENT_ONLY, keypath))
+        if "vxlan" in fields:
+            from .vxlan import parse_vxlan
+
+            fields["vxlan"] = parse_vxlan(table, keypath, self.fail, _interface)
         segment = Segment(vlan=int(key), **fields)
         if segment.stp and not 2 <= segment.forward_delay <= 30:
             origin = "" if "forward_delay" in table else " (inherited; set it here or in [defaults])"
@@ -312,17 +319,6 @@ class _Parser:
                                 f"{vid} is the segment's own tag, which its TAPs get untagged")
         return segment
 
-    def vxlan(self, table: Dict[str, Any], keypath: str) -> Any:
-        from .vxlan import parse_vxlan
-
-        for key in ("uplink", "tag"):
-            if key in table:
-                raise self.fail(f"{keypath}.{key}",
-                                f"a segment with vxlan reaches other hosts through its "
-                                f"VXLAN link, which carries it untagged: remove {key} "
-                                f"(or vxlan)")
-        return parse_vxlan(table["vxlan"], f"{keypath}.vxlan", self.fail, _interface)
-
     def cross_check(self, config: Config) -> Config:
         """The rules between segments; the config with each segment's bridge_vids."""
         on_bridge: Dict[str, List[Segment]] = {}
@@ -334,7 +330,10 @@ class _Parser:
         config = config.replace(segments=tuple(
             self.bridge_style(segment, on_bridge[segment.bridge]) for segment in config.segments))
         self.check_uplinks(config.segments)
-        self.check_vnis(config.segments)
+        if any(segment.vxlan for segment in config.segments):
+            from .vxlan import check_vnis
+
+            check_vnis(config.segments, self.fail)
         if config.default_vlan is not None and config.segment(config.default_vlan) is None:
             raise self.fail("defaults.vlan", f"no segment vlan.{config.default_vlan} is defined")
         return config
@@ -418,25 +417,6 @@ class _Parser:
             for other in segments[:index]:
                 if other.uplink == segment.uplink:
                     self.check_vlan_claims(segment, other)
-
-    def check_vnis(self, segments: Tuple[Segment, ...]) -> None:
-        """One VNI per bridge on a host; VXLAN link names clear of bridges and uplinks."""
-        bridges = {s.bridge for s in segments}
-        owner: Dict[int, Segment] = {}
-        for segment in segments:
-            vx = segment.vxlan
-            if vx is None:
-                continue
-            first = owner.setdefault(vx.vni, segment)
-            if first.bridge != segment.bridge:
-                raise self.fail(f"{segment.key}.vxlan.vni",
-                                f"VNI {vx.vni} is already {first.key}'s (bridge "
-                                f"{first.bridge}); each VNI is one segment")
-            taken = bridges | {s.uplink_port for s in segments if s.uplink}
-            if vx.port in taken or vx.dev in bridges:
-                name = vx.port if vx.port in taken else vx.dev
-                raise self.fail(f"{segment.key}.vxlan", f"{name} is also configured as a "
-                                                        f"bridge or uplink")
 
     def check_vlan_claims(self, segment: Segment, earlier: Segment) -> None:
         """The 8021q driver hands a frame tagged N to <uplink>.N before any bridge sees

@@ -77,13 +77,17 @@ def is_multicast(address: str) -> bool:
 VXLAN_KEYS = ("vni", "local", "dev", "remotes", "group", "evpn")
 
 
-def parse_vxlan(value: Any, keypath: str, fail: Callable[[str, str], Exception],
+def parse_vxlan(segment: Dict[str, Any], segment_keypath: str,
+                fail: Callable[[str, str], Exception],
                 interface: Callable[[Any], str]) -> VxlanConfig:
-    """Validate a segment's vxlan table; `fail(keypath, message)` makes the error,
-    `interface` checks an interface name (raising config's own _Invalid)."""
-    if not isinstance(value, dict):
-        raise fail(keypath, "expected a table like { vni = 5007, local = \"203.0.113.1\", "
-                            "dev = \"eth0\", remotes = [\"203.0.113.2\"] }")
+    """Validate the vxlan table of a segment's table; `fail(keypath, message)` makes
+    the error, `interface` checks an interface name (raising config's own _Invalid)."""
+    for key in ("uplink", "tag"):
+        if key in segment:
+            raise fail(f"{segment_keypath}.{key}",
+                       f"a segment with vxlan reaches other hosts through its VXLAN link, "
+                       f"which carries it untagged: remove {key} (or vxlan)")
+    value, keypath = segment["vxlan"], f"{segment_keypath}.vxlan"
     for key in value:
         if key not in VXLAN_KEYS:
             raise fail(f"{keypath}.{key}", f"unknown key (known: {', '.join(VXLAN_KEYS)})")
@@ -136,6 +140,26 @@ def parse_remotes(value: Any, local: str, keypath: str,
             raise fail(keypath, f"{address} is listed twice")
         out.append(address)
     return tuple(out)
+
+
+def check_vnis(segments: Sequence[Segment], fail: Callable[[str, str], Exception]) -> None:
+    """One VNI per bridge on a host; VXLAN link names clear of bridges and uplinks."""
+    bridges = {s.bridge for s in segments}
+    taken = bridges | {s.uplink_port for s in segments if s.uplink}
+    owner: Dict[int, Segment] = {}
+    for segment in segments:
+        vx = segment.vxlan
+        if vx is None:
+            continue
+        first = owner.setdefault(vx.vni, segment)
+        if first.bridge != segment.bridge:
+            raise fail(f"{segment.key}.vxlan.vni", f"VNI {vx.vni} is already {first.key}'s "
+                                                   f"(bridge {first.bridge}); each VNI is one "
+                                                   f"segment")
+        if vx.port in taken or vx.dev in bridges:
+            name = vx.port if vx.port in taken else vx.dev
+            raise fail(f"{segment.key}.vxlan", f"{name} is also configured as a bridge or "
+                                               f"uplink")
 
 
 # --- [evpn] ----------------------------------------------------------------------------
