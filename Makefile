@@ -10,12 +10,13 @@ PYTEST_ARGS ?=
 # The Debian 13 root that tests/test_debian13.py runs the suite in (on other releases).
 DEBIAN13_ROOT ?= build/debian13
 
-# Debian packages the demo and the tests use; the third line builds and checks
-# the .deb and the .rpm (make deb, make rpm, tests/test_packaging.py); debootstrap
-# makes the Debian 13 root of tests/test_debian13.py; the last line is the libvirt
-# tier's daemon, its QEMU driver and virsh (tests/test_libvirt.py).
+# Debian packages the demo and the tests use (frr: the EVPN tests run zebra and bgpd
+# per namespace); the third line builds and checks the .deb and the .rpm (make deb,
+# make rpm, tests/test_packaging.py); debootstrap makes the Debian 13 root of
+# tests/test_debian13.py; the last line is the libvirt tier's daemon, its QEMU driver
+# and virsh (tests/test_libvirt.py).
 APT_PACKAGES = python3-venv python3-pip iproute2 ethtool util-linux qemu-system-x86 \
-               busybox-static cpio kmod strace mandoc man-db nftables iptables \
+               busybox-static cpio kmod strace mandoc man-db nftables iptables frr \
                build-essential debhelper dh-python pybuild-plugin-pyproject python3-all \
                python3-hatchling python3-installer lintian systemd rpm rpmlint \
                debootstrap \

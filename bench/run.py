@@ -43,6 +43,10 @@ NS_PREFIX = "qih-bench-"
 GNU_TIME = "/usr/bin/time"  # Debian's package time: the peak RSS of one process
 
 BRIDGE = "br0"
+# A segment that spans hosts, on the same hook: its port is a VXLAN link over the
+# uplink's peer (an underlay with an address), flooding to two static remotes.
+VXLAN_BRIDGE = "br7"
+VXLAN_LOCAL = "203.0.113.1"  # TEST-NET-3, only ever inside the namespace
 UPLINK, UPLINK_PEER = "bup0", "bpeer0"
 BRIDGE_ADDRESS = "192.0.2.1/24"  # TEST-NET-1, only ever inside the namespace
 GATEWAY = "192.0.2.254"  # Debian's qemu-ifup picks the bridge of the default route
@@ -78,6 +82,10 @@ guest_tx_mbit = 100
 mac = "52:54:00:12:34:56"
 ipv4 = ["192.0.2.10"]
 ipv6 = ["2001:db8::10"]
+
+[vlan.7]
+bridge = "{VXLAN_BRIDGE}"
+vxlan = {{ vni = 5007, local = "{VXLAN_LOCAL}", dev = "{UPLINK_PEER}", remotes = ["203.0.113.2", "203.0.113.3"] }}
 """
 
 FULL = dict(runs=40, warmup=5, memory_runs=20, burst=128, sizes=[1, 100, 1000, 4000],
@@ -267,7 +275,8 @@ def make_hook_dir(workdir: Path) -> None:
     program = hooks / "qemu-ifhook"
     program.write_text(source.replace("@PYTHONDIR@", str(CHECKOUT)))
     program.chmod(0o755)
-    for entry in (f"ifup-{BRIDGE}", f"ifdown-{BRIDGE}", f"ifup-{PLAIN}", f"ifup-{GUARDED}"):
+    for entry in (f"ifup-{BRIDGE}", f"ifdown-{BRIDGE}", f"ifup-{PLAIN}", f"ifup-{GUARDED}",
+                  f"ifup-{VXLAN_BRIDGE}"):
         (hooks / entry).symlink_to("qemu-ifhook")
     sys.path.insert(0, str(CHECKOUT))
     from qemu_ifhooks.install import launcher
@@ -457,11 +466,11 @@ class Net:
         link = self.json("link", "show", "dev", dev)[0]
         return link.get("master"), "UP" in link.get("flags", [])
 
-    def expect_attached(self, dev, after) -> None:
+    def expect_attached(self, dev, after, bridge=BRIDGE) -> None:
         master, up = self.state(dev)
-        if master != BRIDGE or not up:
+        if master != bridge or not up:
             raise Broken(f"after {after}: {dev} has master {master or 'none'} and is "
-                         f"{'UP' if up else 'down'}; expected master {BRIDGE} and UP")
+                         f"{'UP' if up else 'down'}; expected master {bridge} and UP")
 
     def expect_detached(self, dev, after) -> None:
         master, up = self.state(dev)
@@ -489,6 +498,7 @@ class Worker:
         hooks = self.workdir / "hooks"
         self.ifup = str(hooks / f"ifup-{BRIDGE}")
         self.ifdown = str(hooks / f"ifdown-{BRIDGE}")
+        self.ifup_vxlan = str(hooks / f"ifup-{VXLAN_BRIDGE}")
         self.installed = {"ifup": str(hooks / "installed" / f"ifup-{BRIDGE}"),
                           "ifdown": str(hooks / "installed" / f"ifdown-{BRIDGE}")}
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
@@ -498,7 +508,7 @@ class Worker:
         self.ip = self.net.ip
         self.time = GNU_TIME
         self.latency_taps = {"ours": "lat-ours", "debian": "lat-debian", "naive": "lat-naive",
-                             "installed": "lat-inst"}
+                             "installed": "lat-inst", "vxlan": "lat-vxlan"}
         self.burst_taps = []
         self.results = {"latency": {}, "ifdown": {}, "reference": {}, "scaling": [],
                         "burst": [], "broken": [], "notes": [], "vm_start": {}}
@@ -531,6 +541,12 @@ class Worker:
             raise Broken(f"{BRIDGE} was created without its uplink {UPLINK}")
         net.detach(first)
         self.address_bridge()
+        # The VXLAN segment, built by its first ifup (bridge, VXLAN link, flood list).
+        net("address", "add", f"{VXLAN_LOCAL}/24", "dev", UPLINK_PEER)
+        tap = self.latency_taps["vxlan"]
+        self.runner.run([self.ifup_vxlan, tap])
+        net.expect_attached(tap, f"the first ifup-{VXLAN_BRIDGE} {tap}", VXLAN_BRIDGE)
+        net.detach(tap)
 
     def address_bridge(self) -> None:
         self.net("link", "set", "dev", BRIDGE, "up")
@@ -542,6 +558,12 @@ class Worker:
     def ours_ifup(self, tap):
         sample = self.runner.run([self.ifup, tap])
         self.net.expect_attached(tap, f"ifup-{BRIDGE} {tap}")
+        self.net.detach(tap)
+        return sample
+
+    def vxlan_ifup(self, tap):
+        sample = self.runner.run([self.ifup_vxlan, tap])
+        self.net.expect_attached(tap, f"ifup-{VXLAN_BRIDGE} {tap}", VXLAN_BRIDGE)
         self.net.detach(tap)
         return sample
 
@@ -653,6 +675,7 @@ class Worker:
             ("debian", lambda: self.debian_ifup(taps["debian"])),
             ("naive", lambda: self.naive_ifup(taps["naive"])),
             ("installed", lambda: self.installed_ifup(taps["installed"])),
+            ("vxlan", lambda: self.vxlan_ifup(taps["vxlan"])),
             ("floor", self.floor),  # in every round: the ratios are per round
         ])
 

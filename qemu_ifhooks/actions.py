@@ -43,12 +43,21 @@ class Scene(Record):
         "vlan_port",  # a classic segment's <uplink>.<tag>, when it exists
         "addresses",  # global addresses of the link about to join the bridge
         "uplink_vlans",  # the uplink's BridgeVlans, on a VLAN-aware bridge; else None
+        "vxlan",  # a VXLAN segment's vxlan.VxlanScene; else None
     )
+    _defaults = {"vxlan": None}
 
     def plan(self, segment: Segment, machine_id: bytes = b"",
              create: Optional[bool] = None) -> Plan:
         return plan_bridge(segment, self.bridge, self.uplink, self.addresses, machine_id,
-                           create, vlan_port=self.vlan_port, uplink_vlans=self.uplink_vlans)
+                           create, vlan_port=self.vlan_port, uplink_vlans=self.uplink_vlans,
+                           vxlan=self.vxlan)
+
+    def links(self) -> list:
+        """Every link observed, for the Executor (their state before a run)."""
+        vxlan = self.vxlan
+        return [self.bridge, self.uplink, self.vlan_port] + (
+            [vxlan.port.link if vxlan.port else None, vxlan.underlay] if vxlan else [])
 
 
 def observe(nl: Netlink, segment: Segment) -> Scene:
@@ -64,7 +73,22 @@ def observe(nl: Netlink, segment: Segment) -> Scene:
         addresses = nl.global_addresses(port.index)
     elif port is not None and segment.vlan_aware:
         uplink_vlans = nl.bridge_vlans(port.index)
-    return Scene(bridge, uplink, vlan_port, addresses, uplink_vlans)
+    vxlan = observe_vxlan(nl, segment) if segment.vxlan is not None else None
+    return Scene(bridge, uplink, vlan_port, addresses, uplink_vlans, vxlan)
+
+
+def observe_vxlan(nl: Netlink, segment: Segment):
+    """A VXLAN segment's link, underlay and flood list; the host's addresses only when
+    the link is to be created (its `local` must be one of them)."""
+    from .vxlan import VxlanScene
+    from .vxlannl import flood_list, get_vxlan, host_addresses
+
+    vx = segment.vxlan
+    port = get_vxlan(nl, vx.port)
+    static = not vx.evpn and not vx.group
+    return VxlanScene(port, nl.get_link(vx.dev),
+                      flood_list(nl, port.link.index) if port and static else (),
+                      host_addresses(nl) if port is None else ())
 
 
 def check_uplink_offloads(segment: Segment, scene: Scene, warn: Callable[[str], None]) -> None:
@@ -104,7 +128,7 @@ def ensure_bridge(nl: Netlink, segment: Segment, lock: BridgeLock, run: Executor
         lock.exclusive()
         scene = observe(nl, segment)
         plan = scene.plan(segment, machine_id(), create)
-        run.know(scene.bridge, scene.uplink, scene.vlan_port)
+        run.know(*scene.links())
         run.apply(plan.ops)
         bridge = nl.get_link(segment.bridge)
         if bridge is None:
@@ -223,10 +247,11 @@ def teardown(nl: Netlink, segment: Segment, force: bool, trace: Trace,
         bridge = nl.get_link(segment.bridge)
         ports = nl.list_links(master=bridge.index) if bridge else []
         vlan_port = nl.get_link(segment.uplink_port) if segment.classic else None
-        plan = plan_teardown(segment, bridge, ports, force, vlan_port)
+        vxlan_port = nl.get_link(segment.vxlan_port) if segment.vxlan_port else None
+        plan = plan_teardown(segment, bridge, ports, force, vlan_port, vxlan_port)
         for message in plan.notes:
             note(message)
-        Executor(nl, [bridge, vlan_port] + ports, trace).apply(plan.ops)
+        Executor(nl, [bridge, vlan_port, vxlan_port] + ports, trace).apply(plan.ops)
         if bridge is not None and not nl.get_link(segment.bridge):
             lock.remove()  # no bridge, no lock: lock files would pile up otherwise
         return bool(plan.ops)

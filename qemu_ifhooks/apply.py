@@ -10,6 +10,7 @@ from .netlink import Link, MissingKernelFeature, Netlink
 from .plan import (BridgeVlanAdd, BridgeVlanDel, CreateBridge, CreateVlan, DeleteLink, Op,
                    RemovePortRules, SetAlias, SetDown, SetMaster, SetMtu, SetNoMaster,
                    SetPortIsolated, SetPortRules, SetUp, ShapeGuest, Unshape, kernel_lacks)
+from .vxlan import CreateVxlan, FdbAppend, FdbDel, SetBridgePort
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class Executor:
                 self._apply(op)
             except OSError as error:
                 raise kernel_error(op, error) from None
-            if isinstance(op, (CreateBridge, CreateVlan)):
+            if isinstance(op, (CreateBridge, CreateVlan, CreateVxlan)):
                 self.created.add(op.ifname)
             if inverse is not None and not op.compound:
                 self.undo.append(inverse)
@@ -110,7 +111,7 @@ class Executor:
     def _inverse(self, op: Op) -> Optional[Op]:
         """What returns the kernel to its state before `op`; None when nothing needs to
         (a link created in this run goes away whole) or nothing can (a deletion)."""
-        if isinstance(op, (CreateBridge, CreateVlan)):
+        if isinstance(op, (CreateBridge, CreateVlan, CreateVxlan)):
             return DeleteLink(op.ifname)
         if isinstance(op, SetPortRules):
             return RemovePortRules(op.ifname)  # rules a killed VM left are not worth keeping
@@ -136,7 +137,13 @@ class Executor:
             return BridgeVlanDel(op.ifname, op.vid)
         if isinstance(op, BridgeVlanDel):
             return BridgeVlanAdd(op.ifname, op.vid)
-        return None  # SetNoMaster: only `down` detaches, and it is not rolled back
+        if isinstance(op, FdbAppend):
+            return FdbDel(op.ifname, op.dst)
+        if isinstance(op, FdbDel):
+            return FdbAppend(op.ifname, op.dst)
+        # SetNoMaster: only `down` detaches, and it is not rolled back. SetBridgePort:
+        # only planned with the SetMaster whose undo removes the port and its flags.
+        return None
 
     def rollback(self) -> None:
         """Undo this run's changes, newest first. Best effort: the error that caused the
@@ -196,8 +203,27 @@ class Executor:
 
             tap = nl.get_link(op.ifname)
             tc.unshape(nl, op.ifname, tap.index if tap else None)
+        elif isinstance(op, (CreateVxlan, SetBridgePort, FdbAppend, FdbDel)):
+            self._apply_vxlan(op)
         else:  # pragma: no cover - a new Op type without an executor
             raise TypeError(f"no executor for {op!r}")
+
+
+    def _apply_vxlan(self, op: Op) -> None:
+        from . import vxlannl
+
+        if isinstance(op, CreateVxlan):
+            vxlannl.create_vxlan(self.nl, op.ifname, vni=op.vni, local=op.local,
+                                 dev=self.index(op.dev), group=op.group,
+                                 learning=op.learning, mtu=op.mtu)
+        elif isinstance(op, SetBridgePort):
+            flags = {"learning": op.learning, "neigh_suppress": op.neigh_suppress}
+            self.nl.set_bridge_port(self.index(op.ifname),
+                                    **{name: on for name, on in flags.items() if on is not None})
+        elif isinstance(op, FdbAppend):
+            vxlannl.fdb_append(self.nl, self.index(op.ifname), op.dst)
+        else:
+            vxlannl.fdb_del(self.nl, self.index(op.ifname), op.dst)
 
 
 def verify_attached(nl: Netlink, tap: str, bridge: Link) -> Link:

@@ -84,6 +84,10 @@ def build_parser() -> _Parser:
                                  "process holding each TAP")
     status.add_argument("--json", action="store_true", help="status as JSON")
 
+    sub.add_parser("frr-config", parents=[common],
+                   help="print the FRR (bgpd) stanza for this host's EVPN segments, to merge "
+                        "into frr.conf")
+
     plan = sub.add_parser("plan", parents=[common],
                           help="dry run: what a hook would do, as ip commands")
     plan.add_argument("action", choices=["ifup", "ifdown"])
@@ -173,6 +177,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .status import run_status
 
         return run_status(load_config(config_path), args.json)
+    if args.command == "frr-config":
+        from .frr import frr_stanza
+
+        print(frr_stanza(load_config(config_path)), end="")
+        return 0
     if args.command == "plan":
         from .dryrun import dry_run, hook_for
 

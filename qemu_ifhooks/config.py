@@ -58,12 +58,14 @@ class Segment(Record):
         "isolated",  # bridge port isolation: the TAPs reach the uplink, not each other
         "guest_rx_mbit",  # shape what each guest receives, or None
         "guest_tx_mbit",  # shape what each guest sends, or None
+        "vxlan",  # vxlan.VxlanConfig: the segment spans hosts (instead of an uplink)
     )
     _defaults = {"uplink": None, "tag": None, "mtu": None, "match": (),
                  "offload_check": "enforce", "create": True, "stp": False,
                  "forward_delay": 0, "allow_addressed_uplink": False, "trunk": (),
                  "bridge_vids": (), "port_security": "off", "isolated": False,
-                 "guest_rx_mbit": None, "guest_tx_mbit": None}
+                 "guest_rx_mbit": None, "guest_tx_mbit": None,
+                 "vxlan": None}
 
     @property
     def key(self) -> str:
@@ -87,6 +89,12 @@ class Segment(Record):
             return f"{self.uplink}.{self.tag}"
         return self.uplink
 
+    @property
+    def vxlan_port(self) -> Optional[str]:
+        """The VXLAN link that joins the bridge to the other hosts, if the segment spans
+        hosts."""
+        return self.vxlan.port if self.vxlan is not None else None
+
 
 class Config(Record):
     __slots__ = (
@@ -94,8 +102,9 @@ class Config(Record):
         "segments",  # a tuple of Segment, in file order
         "default_vlan",
         "ports",  # a tuple of portconfig.Port, in file order
+        "evpn",  # vxlan.EvpnConfig of the [evpn] table, or None
     )
-    _defaults = {"default_vlan": None, "ports": ()}
+    _defaults = {"default_vlan": None, "ports": (), "evpn": None}
 
     def segment(self, vlan: int) -> Optional[Segment]:
         for segment in self.segments:
@@ -170,6 +179,12 @@ def _vlan_tags(value: Any) -> Tuple[int, ...]:
     return tuple(value)
 
 
+def _table(value: Any) -> Dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Invalid("a table")
+    return value
+
+
 def _globs(value: Any) -> Tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise _Invalid("a list of TAP-name globs")
@@ -195,12 +210,14 @@ SEGMENT_ONLY: Dict[str, Callable[[Any], Any]] = {
     "mtu": _integer(68, 65535),
     "match": _globs,
     "trunk": _vlan_tags,
+    "vxlan": _table,  # then vxlan.parse_vxlan checks it, key by key
 }
 DEFAULTS_ONLY: Dict[str, Callable[[Any], Any]] = {
     "vlan": _integer(0, MAX_VLAN, "a VLAN number"),
 }
 # What the segments sharing one bridge must agree on: it is one kernel object.
-BRIDGE_WIDE = ("uplink", "mtu", "stp", "forward_delay", "create", "allow_addressed_uplink")
+BRIDGE_WIDE = ("uplink", "mtu", "stp", "forward_delay", "create", "allow_addressed_uplink",
+               "vxlan")
 
 
 ECHO_LIMIT = 60  # characters of a value echoed in an error message
@@ -264,7 +281,7 @@ class _Parser:
         return out
 
     def parse(self, document: Dict[str, Any]) -> Config:
-        self.unknown(document, ("defaults", "vlan", "port"), "")
+        self.unknown(document, ("defaults", "vlan", "port", "evpn"), "")
         defaults_table = self.table(document.get("defaults", {}), "defaults")
         self.unknown(defaults_table, list(INHERITED) + list(DEFAULTS_ONLY), "defaults")
         inherited_checks = {key: check for key, (check, _) in INHERITED.items()}
@@ -278,7 +295,12 @@ class _Parser:
         segments = [self.segment(key, value, defaults, inherited_checks)
                     for key, value in vlans.items()]
         ports = self.ports(self.table(document.get("port", {}), "port"))
-        return self.cross_check(Config(self.path, tuple(segments), default_vlan, ports))
+        evpn = None
+        if "evpn" in document:
+            from .vxlan import parse_evpn
+
+            evpn = parse_evpn(self.table(document["evpn"], "evpn"), "evpn", self.fail)
+        return self.cross_check(Config(self.path, tuple(segments), default_vlan, ports, evpn))
 
     def ports(self, tables: Dict[str, Any]) -> Tuple[Any, ...]:
         """[port."NAME"] tables: a TAP name or glob each, with mac, ipv4 and ipv6."""
@@ -316,6 +338,10 @@ class _Parser:
         fields = dict(defaults)
         fields.update(self.values(table, inherited_checks, keypath))
         fields.update(self.values(table, SEGMENT_ONLY, keypath))
+        if "vxlan" in fields:
+            from .vxlan import parse_vxlan
+
+            fields["vxlan"] = parse_vxlan(table, keypath, self.fail, _interface)
         segment = Segment(vlan=int(key), **fields)
         if segment.stp and not 2 <= segment.forward_delay <= 30:
             origin = "" if "forward_delay" in table else " (inherited; set it here or in [defaults])"
@@ -341,6 +367,10 @@ class _Parser:
         config = config.replace(segments=tuple(
             self.bridge_style(segment, on_bridge[segment.bridge]) for segment in config.segments))
         self.check_uplinks(config.segments)
+        if any(segment.vxlan for segment in config.segments):
+            from .vxlan import check_vnis
+
+            check_vnis(config.segments, self.fail)
         if config.default_vlan is not None and config.segment(config.default_vlan) is None:
             raise self.fail("defaults.vlan", f"no segment vlan.{config.default_vlan} is defined")
         return config

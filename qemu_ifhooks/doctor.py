@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .config import Config, Segment
 from .firewall import BRIDGE, IPV4, IPV6, Drop
@@ -73,6 +73,7 @@ class Facts:
     # (tap, bridge, fix, who holds it): TAPs of running VMs that ifup attached and that
     # are on no bridge now (see reattach.py)
     detached: Tuple[Tuple[str, str, str, str], ...] = ()
+    evpn: Optional[Any] = None  # frr.EvpnState, when the config has EVPN segments
 
 
 # --- config -----------------------------------------------------------------------------
@@ -515,11 +516,15 @@ def detached_findings(facts: Facts) -> List[Finding]:
 def evaluate(facts: Facts) -> List[Finding]:
     """Every finding, in a fixed order: config, then per bridge (bridge, uplink,
     offloads), then host-wide."""
+    from .vxlancheck import evpn_findings, vxlan_findings
+
     out = config_findings(facts)
     if facts.config is not None:
         for segment in facts.config.bridges():
             out += bridge_findings(segment, facts.inventory)
             out += uplink_findings(segment, facts)
+            out += vxlan_findings(segment, facts.inventory)
+        out += evpn_findings(facts.config, facts.evpn)
     out += guard_findings(facts)
     out += detached_findings(facts)
     out += netfilter_findings(facts) + tun_findings(facts) + hook_findings(facts) + \

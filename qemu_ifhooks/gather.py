@@ -235,13 +235,20 @@ def gather(explicit_config: Optional[str], directories: Sequence[str]) -> Facts:
 
     with Netlink() as nl:
         shaped = tuple(shaped_taps(nl))
+    evpn = None
+    if config is not None:
+        from .frr import evpn_segments, read_evpn_state
+
+        if evpn_segments(config):
+            evpn = read_evpn_state(config.evpn.pathspace if config.evpn else None)
     return Facts(**fields, inventory=inventory, features=features,
                  guarded=tuple(guarded_taps()), shaped=shaped,
                  feature_errors=feature_errors, bridge_nf=bridge_nf(), drops=tuple(drops),
                  firewall_problems=tuple(problems), tun_problem=tun_problem(),
                  hook_program=this_hook_program(), hook_dirs=hook_dirs(config, directories),
                  vlan_support=vlan_support(), detached=detached,
-                 vlan_filtering_support=vlan_filtering_support(inventory, kernel_config()))
+                 vlan_filtering_support=vlan_filtering_support(inventory, kernel_config()),
+                 evpn=evpn)
 
 
 def run_check(explicit_config: Optional[str], directories: Sequence[str], as_json: bool) -> int:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from .config import Segment
     from .portsecurity import Rule
+    from .vxlan import VxlanScene
 
 
 BRIDGE_DEFAULT_MTU = 1500  # what the kernel gives a new bridge (ETH_DATA_LEN)
@@ -359,15 +360,24 @@ def uplink_needs_attaching(uplink: Optional[Link], bridge: Optional[Link]) -> bo
 def plan_bridge(segment: Segment, bridge: Optional[Link], uplink: Optional[Link],
                 uplink_addresses: Sequence[str] = (), machine_id: bytes = b"",
                 create: Optional[bool] = None, *, vlan_port: Optional[Link] = None,
-                uplink_vlans: Optional[Sequence[BridgeVlan]] = None) -> Plan:
+                uplink_vlans: Optional[Sequence[BridgeVlan]] = None,
+                vxlan: Optional[VxlanScene] = None) -> Plan:
     """Make the segment's bridge exist, with its uplink port, and up. `create` overrides
     the segment's own setting (`qemu-ifhooks up` creates whatever the segment says).
 
     The uplink port is the uplink, or a classic segment's subinterface `vlan_port`
     (None while it does not exist); `uplink_addresses` are the port's global addresses,
-    `uplink_vlans` its VLANs when it is already a port of a VLAN-aware bridge."""
+    `uplink_vlans` its VLANs when it is already a port of a VLAN-aware bridge. A segment
+    that spans hosts has a VXLAN link (vxlan.py) instead, observed in `vxlan`."""
     port = vlan_port if segment.classic else uplink
     require_buildable(segment, bridge, uplink, port, uplink_addresses, create)
+    mtu = segment.mtu
+    if segment.vxlan is not None:
+        from .vxlan import bridge_mtu, require_vxlan_buildable
+
+        assert vxlan is not None
+        require_vxlan_buildable(segment, vxlan)
+        mtu = bridge_mtu(segment, vxlan.underlay)
     ops: List[Op] = []
     if segment.classic and port is None:
         assert segment.uplink_port is not None and uplink is not None and segment.tag
@@ -375,12 +385,16 @@ def plan_bridge(segment: Segment, bridge: Optional[Link], uplink: Optional[Link]
         ops += [CreateVlan(segment.uplink_port, uplink.name, segment.tag),
                 SetAlias(segment.uplink_port, vlan_mark(segment))]
     if bridge is None:
-        ops += new_bridge_ops(segment, port or uplink, machine_id)
+        ops += new_bridge_ops(segment, port or uplink, machine_id, mtu)
     elif not bridge.is_up:
         # The hooks bring a bridge up last: one that is down may be half-built (a hook
         # killed midway), so give it the pinned MTU creation would have.
-        ops += pinned_mtu_ops(segment, bridge.mtu)
+        ops += pinned_mtu_ops(segment, bridge.mtu, mtu)
     ops += uplink_port_ops(segment, bridge, uplink, port, uplink_vlans)
+    if segment.vxlan is not None:
+        from .vxlan import plan_vxlan_port
+
+        ops += plan_vxlan_port(segment, bridge, vxlan)
     if bridge is None or not bridge.is_up:
         ops.append(SetUp(segment.bridge))
     return Plan(tuple(ops))
@@ -413,7 +427,8 @@ def require_buildable(segment: Segment, bridge: Optional[Link], uplink: Optional
                 f"allow_addressed_uplink = true in {segment.key}")
 
 
-def new_bridge_ops(segment: Segment, port: Optional[Link], machine_id: bytes) -> List[Op]:
+def new_bridge_ops(segment: Segment, port: Optional[Link], machine_id: bytes,
+                   mtu: Optional[int] = None) -> List[Op]:
     name = segment.bridge
     # A fixed address: a bridge otherwise takes its lowest port MAC, which changes as
     # guests come and go and breaks the host's ARP entries on the segment. (`port` is
@@ -421,19 +436,20 @@ def new_bridge_ops(segment: Segment, port: Optional[Link], machine_id: bytes) ->
     # uplink's address, does not exist yet.)
     address = port.address if port and port.address else derived_bridge_mac(name, machine_id)
     return [CreateBridge(name, address, segment.stp, segment.forward_delay, segment.vlan_aware),
-            *pinned_mtu_ops(segment, BRIDGE_DEFAULT_MTU)]
+            *pinned_mtu_ops(segment, BRIDGE_DEFAULT_MTU, mtu)]
 
 
-def pinned_mtu_ops(segment: Segment, mtu: int) -> List[Op]:
-    """The configured MTU, pinned, on the bridge whose MTU is now `mtu`. Setting it pins
-    it (no port can lower it), but only when it changes: the kernel skips a change to
-    the same value, so first step off it."""
-    if segment.mtu is None:
+def pinned_mtu_ops(segment: Segment, mtu: int, want: Optional[int] = None) -> List[Op]:
+    """The configured MTU (or `want`: a VXLAN segment's), pinned, on the bridge whose
+    MTU is now `mtu`. Setting it pins it (no port can lower it), but only when it
+    changes: the kernel skips a change to the same value, so first step off it."""
+    want = segment.mtu if want is None else want
+    if want is None:
         return []
     ops: List[Op] = []
-    if segment.mtu == mtu:
+    if want == mtu:
         ops.append(SetMtu(segment.bridge, mtu - 1 if mtu > MIN_MTU else mtu + 1))
-    ops.append(SetMtu(segment.bridge, segment.mtu))
+    ops.append(SetMtu(segment.bridge, want))
     return ops
 
 
@@ -558,29 +574,34 @@ def plan_detach(segment: Segment, tap: Optional[Link], bridge: Optional[Link],
 # --- down -------------------------------------------------------------------------------
 
 def plan_teardown(segment: Segment, bridge: Optional[Link], ports: Sequence[Link],
-                  force: bool, vlan_port: Optional[Link] = None) -> Plan:
+                  force: bool, vlan_port: Optional[Link] = None,
+                  vxlan_port: Optional[Link] = None) -> Plan:
     """Delete the bridge, refusing while ports other than its uplink port remain (VMs
     still running, or ports someone else added) unless forced; then a classic segment's
-    subinterface (`vlan_port`), if the hooks created it and no bridge holds it."""
+    subinterface (`vlan_port`) or a VXLAN segment's link (`vxlan_port`), if the hooks
+    created it and no bridge holds it."""
     ops: List[Op] = []
     notes: List[str] = []
     if bridge is not None:
         if bridge.kind != "bridge":
             raise UnavailableError(f"{bridge.name} exists but is a {describe_link(bridge)}, "
                                    f"not a bridge; not deleting it")
-        foreign = sorted(p.name for p in ports if p.name != segment.uplink_port)
+        own = (segment.uplink_port, segment.vxlan_port)
+        foreign = sorted(p.name for p in ports if p.name not in own)
         if foreign and not force:
             raise UnavailableError(f"{bridge.name} still has ports {', '.join(foreign)} "
                                    f"(running VMs?); stop them or pass --force")
         ops += [SetNoMaster(p.name) for p in ports if p.name == segment.uplink_port]
         ops.append(DeleteLink(bridge.name))
-    if segment.classic and vlan_port is not None:
-        free = not vlan_port.master or (bridge is not None and vlan_port.master == bridge.index)
-        if not made_by_hooks(vlan_port):
-            notes.append(f"{vlan_port.name} left in place: qemu-ifhooks did not create it")
+    for made in (vlan_port if segment.classic else None, vxlan_port):
+        if made is None:
+            continue
+        free = not made.master or (bridge is not None and made.master == bridge.index)
+        if not made_by_hooks(made):
+            notes.append(f"{made.name} left in place: qemu-ifhooks did not create it")
         elif not free:
-            notes.append(f"{vlan_port.name} left in place: a port of another master "
-                         f"(ifindex {vlan_port.master})")
+            notes.append(f"{made.name} left in place: a port of another master "
+                         f"(ifindex {made.master})")
         else:
-            ops.append(DeleteLink(vlan_port.name))
+            ops.append(DeleteLink(made.name))
     return Plan(tuple(ops), tuple(notes))

@@ -136,6 +136,7 @@ class SegmentStatus:
     ports: Tuple[Port, ...]
     # TAPs ifup attached here whose VM still runs and which are on no bridge now
     detached: Tuple[Tuple[Attachment, Tuple[Holder, ...]], ...] = ()
+    vxlan: Optional[dict] = None  # vxlancheck.vxlan_status: VNI, remote VTEPs and MACs
 
 
 def _state(link: LinkInfo) -> str:
@@ -169,9 +170,12 @@ def detached_taps(inventory: Inventory, holders: Dict[str, List[Holder]],
 
 def build_status(config: Config, inventory: Inventory, holders: Dict[str, List[Holder]],
                  records: Sequence[Attachment] = (), guarded: Sequence[str] = (),
-                 shaped: Optional[Dict[str, List[str]]] = None) -> List[SegmentStatus]:
+                 shaped: Optional[Dict[str, List[str]]] = None,
+                 fdb: Optional[Dict[str, list]] = None) -> List[SegmentStatus]:
     """`records`: what ifup attached; `guarded`: TAP names with rules in the bridge
-    table; `shaped`: {TAP: its ifb devices}."""
+    table; `shaped`: {TAP: its ifb devices}; `fdb`: the VXLAN links' fdb entries."""
+    from .vxlancheck import vxlan_status
+
     out = []
     lost = detached_taps(inventory, holders, records)
     for segment in config.segments:
@@ -196,7 +200,7 @@ def build_status(config: Config, inventory: Inventory, holders: Dict[str, List[H
             uplink=segment.uplink_port, uplink_present=uplink is not None,
             uplink_state=_state(uplink) if uplink else None,
             uplink_master=uplink.master if uplink else None,
-            ports=tuple(ports),
+            ports=tuple(ports), vxlan=vxlan_status(segment, fdb or {}),
             detached=tuple((r, h) for r, h in lost if r.vlan == segment.vlan)))
     return out
 
@@ -218,6 +222,8 @@ def _guard_text(port: Port) -> str:
 
 
 def render_text(segments: List[SegmentStatus]) -> str:
+    from .vxlancheck import vxlan_status_lines
+
     lines = []
     for s in segments:
         if not s.present:
@@ -244,6 +250,7 @@ def render_text(segments: List[SegmentStatus]) -> str:
         for record, holders in s.detached:
             lines.append(f"  tap {record.tap}: detached from {s.bridge}, "
                          f"{holder_text(holders)}; run '{record.fix}'")
+        lines += vxlan_status_lines(s.vxlan)
     return "\n".join(lines) + "\n"
 
 
@@ -266,6 +273,7 @@ def render_json(segments: List[SegmentStatus]) -> str:
             "detached": [{"name": r.tap, "ifindex": r.ifindex, "fix": r.fix,
                           "processes": [asdict(h) for h in holders]}
                          for r, holders in s.detached],
+            "vxlan": s.vxlan,
         }
     return json.dumps({"version": JSON_VERSION, "segments": [segment(s) for s in segments]},
                       indent=2) + "\n"
@@ -279,7 +287,9 @@ def run_status(config: Config, as_json: bool) -> int:
 
     with Netlink() as nl:
         shaped = shaped_taps(nl)
+    from .vxlancheck import read_fdb
+
     segments = build_status(config, read_inventory(), tap_holders(), read_attachments(),
-                            guarded_taps(), shaped)
+                            guarded_taps(), shaped, read_fdb(config))
     print(render_json(segments) if as_json else render_text(segments), end="")
     return 0

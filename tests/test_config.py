@@ -380,16 +380,20 @@ def test_shipped_example_config_is_valid(tmp_path):
     import re
 
     text = example.read_text()
-    example.write_text(re.sub(r"^# (?=\[vlan\.\d+\]|\[port\.|\w+ = )", "", text, flags=re.MULTILINE))
+    example.write_text(re.sub(r"^# (?=\[vlan\.\d+\]|\[port\.|\[evpn\]|\w+ = )", "", text,
+                              flags=re.MULTILINE))
     config = load_config(secure(example))
     assert [(s.vlan, s.bridge, s.uplink_port, s.vlan_aware) for s in config.segments] == [
         (0, "br0", "eth0", False), (1, "br1", "eth1.101", False),
         (101, "br101", "eth0.101", False), (102, "br102", "eth0.102", False),
         (201, "brvlan", "eth2", True), (202, "brvlan", "eth2", True),
-        (200, "brvlan", "eth2", True), (2, "br2", "eth3", False)]
+        (200, "brvlan", "eth2", True), (2, "br2", "eth3", False),
+        (7, "br7", None, False), (8, "br8", None, False)]
     guarded = config.segment(2)
     assert (guarded.port_security, guarded.isolated, guarded.guest_rx_mbit, guarded.guest_tx_mbit) == \
         ("ip", True, 100, 100)
     (port,) = config.ports
     assert (port.pattern, port.mac, port.ipv4) == ("web1-*", bytes.fromhex("525400123456"),
                                                   ((bytes([192, 0, 2, 10]), 32),))
+    assert [s.vxlan.mode for s in config.segments[-2:]] == ["static", "evpn"]
+    assert config.evpn.asn == 65000

@@ -9,9 +9,16 @@
 #       ADDR/PREFIX "dhcp" asks a DHCP server for the address instead (udhcpc) and
 #       prints "QIH-DHCP <ifname> <ADDR>|FAIL".
 #   qih.wait=SECONDS   how long to keep retrying each ping (default 20).
+#   qih.size=BYTES     ICMP payload of those pings (default 56; 1472 fills a
+#                      1500-byte MTU, and the kernel sets DF on it)
 #   qih.watch=SECONDS  then keep pinging every peer for that long, printing
 #       "QIH-WATCH <ifname> <PEER> OK|FAIL" whenever a result differs from the last
 #       one (the tests cut a guest's bridge and see it come back).
+#   qih.count=PEER,COUNT
+#       after those pings, ping PEER COUNT times, 5 a second, printing each reply
+#       ("QIH-COUNT seq=N") and then "QIH-COUNTED <sent> <received>"
+#   qih.stay=1         after QIH-DONE stay up (answering pings) instead of
+#                      powering off: a ping target, or a guest to migrate
 # Then prints QIH-DONE and powers off.
 #
 # No 'set -e': if /init exits the kernel panics instead of powering off, so
@@ -34,6 +41,9 @@ fi
 net=""
 wait_s=20
 watch_s=0
+size=56
+count=""
+stay=0
 read -r cmdline </proc/cmdline
 set -f # cmdline words are not globs
 for w in $cmdline; do
@@ -41,11 +51,15 @@ for w in $cmdline; do
         qih.net=*) net=${w#qih.net=} ;;
         qih.wait=*) wait_s=${w#qih.wait=} ;;
         qih.watch=*) watch_s=${w#qih.watch=} ;;
+        qih.size=*) size=${w#qih.size=} ;;
+        qih.count=*) count=${w#qih.count=} ;;
+        qih.stay=*) stay=${w#qih.stay=} ;;
     esac
 done
 set +f
 case $wait_s in '' | *[!0-9]*) wait_s=20 ;; esac
 case $watch_s in '' | *[!0-9]*) watch_s=0 ;; esac
+case $size in '' | *[!0-9]*) size=56 ;; esac
 
 uptime_s() {
     read -r up _ </proc/uptime
@@ -114,7 +128,7 @@ while IFS=, read -r addr peers mac; do
         if [ "$ifname" != none ] && [ "$peer" != none ]; then
             end=$(($(uptime_s) + wait_s))
             while :; do
-                if ping -c 1 -W 2 -I "$ifname" "$peer" >/dev/null 2>&1; then
+                if ping -c 1 -W 2 -s "$size" -I "$ifname" "$peer" >/dev/null 2>&1; then
                     result=OK
                     break
                 fi
@@ -155,7 +169,21 @@ EOF
     done
 fi
 
+# Count: how many of COUNT pings to PEER come back (a guest watching another move).
+if [ -n "$count" ]; then
+    peer=${count%%,*}
+    n=${count#*,}
+    case $n in '' | *[!0-9]*) n=50 ;; esac
+    ping -c "$n" -i 0.2 -W 1 "$peer" 2>&1 | sed -n \
+        -e 's/.*\(seq=[0-9]*\).*/QIH-COUNT \1/p' \
+        -e 's/^\([0-9]*\) packets transmitted, \([0-9]*\) packets received.*/QIH-COUNTED \1 \2/p'
+fi
+
 echo "QIH-DONE"
+if [ "$stay" = 1 ]; then
+    echo "QIH-STAY"
+    while :; do sleep 60; done
+fi
 sync
 poweroff -f
 # Only reached if poweroff fails; exiting would panic the kernel.
