@@ -138,9 +138,12 @@ class Netns:
 
     def snapshot(self) -> List[tuple]:
         """What a failing hook must leave unchanged: every link's name, master, MTU,
-        flags and address."""
-        return sorted((l["ifname"], l.get("master"), l["mtu"], tuple(l["flags"]),
-                       l.get("address")) for l in self.links())
+        flags and address. The carrier flags are left out: the kernel derives them from
+        the ports a moment later (linkwatch), so they may still be settling."""
+        derived = {"NO-CARRIER", "LOWER_UP", "M-DOWN"}
+        return sorted((l["ifname"], l.get("master"), l["mtu"],
+                       tuple(f for f in l["flags"] if f not in derived), l.get("address"))
+                      for l in self.links())
 
     # --- scenery ----------------------------------------------------------------------
     def veth(self, name: str, peer: str, gro: bool = True) -> None:
