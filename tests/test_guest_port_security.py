@@ -129,6 +129,12 @@ def test_isolated_guests_reach_the_lan_not_each_other(lab, request, tmp_path, is
     two, console_two = guest(host, hooks, request, tmp_path, "iso2", "itap2", "52:54:00:00:01:02",
                              f"192.0.2.32/24,{LAN}+192.0.2.31", wait=30)
     got = [results(one, console_one)[0], results(two, console_two)[0]]
-    each_other = "FAIL" if isolated else "OK"
-    assert got == [[f"QIH-PING eth0 {LAN} OK", f"QIH-PING eth0 192.0.2.32 {each_other}", "QIH-DONE"],
-                   [f"QIH-PING eth0 {LAN} OK", f"QIH-PING eth0 192.0.2.31 {each_other}", "QIH-DONE"]], got
+    lan = [lines[0] for lines in got]
+    each_other = [lines[1].rsplit(" ", 1)[1] for lines in got]
+    assert lan == [f"QIH-PING eth0 {LAN} OK"] * 2, got
+    if isolated:
+        assert each_other == ["FAIL", "FAIL"], got
+    else:
+        # The guest that gets through first powers off, so the other may then find it
+        # gone: one direction through is the control.
+        assert "OK" in each_other, got
