@@ -98,25 +98,17 @@ def build_parser() -> _Parser:
     plan_which.add_argument("--hook", metavar="NAME",
                             help="a hook name as QEMU runs it (ifup-br0, qemu-ifup, ...)")
 
-    qemu_args = sub.add_parser("qemu-args", parents=[common],
-                               help="QEMU -netdev/-device arguments for one NIC per VLAN")
-    qemu_args.add_argument("vlans", nargs="+", type=_vlan, metavar="VLAN")
-    qemu_args.add_argument("--vm", metavar="NAME", default=None,
-                           help="VM name: stable MACs and TAP names derive from it")
-    qemu_args.add_argument("--model", metavar="M", default="virtio-net-pci",
-                           help="NIC model (default virtio-net-pci)")
-    qemu_args.add_argument("--hook-dir", metavar="DIR", default=None,
-                           help="where the hook entries are installed (default /etc/qemu-ifhooks)")
-
-    libvirt = sub.add_parser("libvirt-xml", parents=[common],
-                             help="libvirt <interface> elements for one NIC per VLAN")
-    libvirt.add_argument("vlans", nargs="+", type=_vlan, metavar="VLAN")
-    libvirt.add_argument("--vm", metavar="NAME", default=None,
-                         help="VM name: stable MACs and TAP names derive from it")
-    libvirt.add_argument("--model", metavar="M", default="virtio",
-                         help="libvirt NIC model type (default virtio)")
-    libvirt.add_argument("--hook-dir", metavar="DIR", default=None,
-                         help="where the hook entries are installed (default /etc/qemu-ifhooks)")
+    def nics_parser(name: str, what: str, model: str, model_help: str) -> None:
+        """qemu-args and libvirt-xml: one NIC per VLAN, on the installed entries."""
+        nics = sub.add_parser(name, parents=[common], help=f"{what} for one NIC per VLAN")
+        nics.add_argument("vlans", nargs="+", type=_vlan, metavar="VLAN")
+        nics.add_argument("--vm", metavar="NAME", default=None,
+                          help="VM name: stable MACs and TAP names derive from it")
+        nics.add_argument("--model", metavar="M", default=model, help=f"{model_help} (default {model})")
+        nics.add_argument("--hook-dir", metavar="DIR", default=None,
+                          help="where the hook entries are installed (default /etc/qemu-ifhooks)")
+    nics_parser("qemu-args", "QEMU -netdev/-device arguments", "virtio-net-pci", "NIC model")
+    nics_parser("libvirt-xml", "libvirt <interface> elements", "virtio", "libvirt NIC model type")
 
     translate = sub.add_parser("translate", parents=[common],
                                help="translate legacy -net nic,vlan=N/-net tap arguments "
