@@ -58,12 +58,15 @@ class Segment(Record):
         "isolated",  # bridge port isolation: the TAPs reach the uplink, not each other
         "guest_rx_mbit",  # shape what each guest receives, or None
         "guest_tx_mbit",  # shape what each guest sends, or None
+        "allow_users",  # who may use the segment through the bridge helper (broker.py)
+        "allow_groups",
     )
     _defaults = {"uplink": None, "tag": None, "mtu": None, "match": (),
                  "offload_check": "enforce", "create": True, "stp": False,
                  "forward_delay": 0, "allow_addressed_uplink": False, "trunk": (),
                  "bridge_vids": (), "port_security": "off", "isolated": False,
-                 "guest_rx_mbit": None, "guest_tx_mbit": None}
+                 "guest_rx_mbit": None, "guest_tx_mbit": None,
+                 "allow_users": (), "allow_groups": ()}
 
     @property
     def key(self) -> str:
@@ -176,6 +179,17 @@ def _globs(value: Any) -> Tuple[str, ...]:
     return tuple(value)
 
 
+def _account_names(value: Any) -> Tuple[str, ...]:
+    """User or group names as useradd(8) takes them; not looked up here (parsing is
+    pure, and an account may come later): `check` reports names that do not exist."""
+    if not isinstance(value, list) or not all(
+            isinstance(v, str) and 1 <= len(v) <= 32 and v.isascii() and v[0] != "-"
+            and all(c.isalnum() or c in "_.-" for c in v.rstrip("$")) for v in value):
+        raise _Invalid("a list of user or group names (letters, digits, _ . -; 1..32 "
+                       "characters)")
+    return tuple(value)
+
+
 # Keys a segment may set for itself or inherit from [defaults], with their defaults.
 INHERITED: Dict[str, Tuple[Callable[[Any], Any], Any]] = {
     "offload_check": (_choice(*OFFLOAD_MODES), "enforce"),
@@ -195,6 +209,8 @@ SEGMENT_ONLY: Dict[str, Callable[[Any], Any]] = {
     "mtu": _integer(68, 65535),
     "match": _globs,
     "trunk": _vlan_tags,
+    "allow_users": _account_names,
+    "allow_groups": _account_names,
 }
 DEFAULTS_ONLY: Dict[str, Callable[[Any], Any]] = {
     "vlan": _integer(0, MAX_VLAN, "a VLAN number"),
