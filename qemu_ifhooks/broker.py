@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import array
 import fcntl
+import grp
 import os
 import pwd
-import grp
 import signal
 import socket
 import stat
@@ -162,7 +162,7 @@ def grant(config: Config, caller: Caller, br: str, vnet: bool) -> Tuple[int, str
         with Netlink() as nl:
             attach(nl, segment, tap, lambda command: emit(syslog.LOG_INFO, f"{label}: {command}"),
                    lambda message: emit(syslog.LOG_WARNING, f"{label}: warning: {message}"),
-                   config.ports, qemu_pid=parent_of(caller.pid))
+                   config.ports, qemu_pid=parent_of(caller.pid), helper_br=br)
             link = nl.get_link(tap)
             if link is not None:
                 remember(tap, link.index, segment.vlan, segment.bridge, parent_of(caller.pid))
@@ -172,8 +172,34 @@ def grant(config: Config, caller: Caller, br: str, vnet: bool) -> Tuple[int, str
     return fd, tap, segment
 
 
-def handle(conn: socket.socket, config_path: Optional[str]) -> None:
-    """One connection: read the request, reply, log. Never raises for a client's doing."""
+SWEEP_IDLE = 5.0  # seconds without a request after which per-TAP state is swept
+
+
+def sweep() -> None:
+    """Remove the nftables rules and ifb devices of the broker's TAPs that are gone: both
+    outlive their TAP, and no downscript runs for a TAP the helper got. Only names of
+    the broker's own pattern: the hooks' TAPs are their downscripts' (and `up`'s)."""
+    from .apply import Executor
+    from .guards import leftovers
+    from .netlink import Netlink
+
+    prefix = TAP_TEMPLATE.partition("%")[0]
+    with Netlink() as nl:
+        for op in leftovers(nl):
+            if op.ifname.startswith(prefix):
+                Executor(nl, trace=lambda command: emit(
+                    syslog.LOG_INFO, f"broker: sweep {op.ifname}: {command}")).apply([op])
+                emit(syslog.LOG_INFO, f"broker: swept {op.ifname}: its TAP is gone")
+
+
+def guarded(segment: Segment) -> bool:
+    """The segment gives its TAPs state that outlives them (see sweep)."""
+    return segment.port_security != "off" or bool(segment.guest_rx_mbit or segment.guest_tx_mbit)
+
+
+def handle(conn: socket.socket, config_path: Optional[str]) -> bool:
+    """One connection: read the request, reply, log; True when it granted a TAP with
+    state to sweep later. Never raises for a client's doing."""
     caller = peer(conn)
     conn.settimeout(READ_TIMEOUT)
     fd = -1
@@ -187,17 +213,18 @@ def handle(conn: socket.socket, config_path: Optional[str]) -> None:
         except HookError as error:
             emit(syslog.LOG_WARNING, f"broker: refused {caller}: {error}")
             reply(conn, f"error {error.status} {one_line(str(error))}")
-            return
+            return False
         except OSError as error:  # a netlink query refused (operations raise HookErrors)
             from .apply import refusal
 
             error = refusal("a netlink request", error)
             emit(syslog.LOG_WARNING, f"broker: refused {caller}: {error}")
             reply(conn, f"error {error.status} {one_line(str(error))}")
-            return
+            return False
         emit(syslog.LOG_INFO, f"broker: granted {caller} {tap} on {segment.key} "
                               f"(bridge {segment.bridge})")
         reply(conn, "ok", fd)
+        return guarded(segment)
     finally:
         if fd >= 0:
             os.close(fd)  # QEMU holds the TAP now (or nobody, and it is gone)
@@ -294,10 +321,23 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     emit(syslog.LOG_INFO, f"broker: listening on {path or 'the socket systemd passed'}")
+    dirty = True  # a broker before this one may have left state behind
     try:
         while True:
+            if dirty:
+                sock.settimeout(SWEEP_IDLE)
             try:
                 conn, _ = sock.accept()
+            except socket.timeout:
+                try:
+                    sweep()
+                except Exception as error:  # noqa: BLE001 - retried at the next idle time
+                    emit(syslog.LOG_ERR, f"broker: sweep failed: {type(error).__name__}: "
+                                         f"{error}")
+                else:
+                    dirty = False
+                    sock.settimeout(None)
+                continue
             except InterruptedError:
                 continue
             except OSError as error:  # e.g. EMFILE: wait for fds to free, never exit
@@ -306,9 +346,10 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
 
                 time.sleep(0.1)
                 continue
+            conn.settimeout(None)  # not inherited from the listening socket's timeout
             with conn:
                 try:
-                    handle(conn, config_path)
+                    dirty = handle(conn, config_path) or dirty
                 except Exception as error:  # noqa: BLE001 - a bug must not stop the service
                     import traceback
 
@@ -316,7 +357,7 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
                         emit(syslog.LOG_DEBUG, f"broker: {line}")
                     emit(syslog.LOG_ERR, f"broker: internal error: {type(error).__name__}: "
                                          f"{error}")
-                    reply(conn, f"error 70 internal error in the broker (see its log)")
+                    reply(conn, "error 70 internal error in the broker (see its log)")
     finally:
         sock.close()
         if path is not None:

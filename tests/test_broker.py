@@ -10,7 +10,6 @@ import pwd
 import random
 import socket
 import subprocess
-import time
 
 import pytest
 
@@ -101,6 +100,12 @@ def test_qemu_as_nobody_gets_a_tap_on_the_bridge_owned_by_nobody(lab, request):
     granted = [l for l in hooks.log_lines() if "broker: granted" in l]
     assert len(granted) == 1 and f"uid={pwd.getpwnam('nobody').pw_uid}" in granted[0]
     assert tap in granted[0] and "vlan.0" in granted[0]
+    status = json.loads(hooks.cli(host, "status", "--json").stdout)
+    (port,) = [p for p in status["segments"][0]["ports"] if p["name"] == tap]
+    assert port["owner_uid"] == pwd.getpwnam("nobody").pw_uid
+    assert port["processes"] and port["processes"][0]["pid"] == qemu.pid, port
+    text = hooks.cli(host, "status").stdout
+    assert f"owner uid {pwd.getpwnam('nobody').pw_uid} (bridge helper)" in text, text
 
     _, err = qemu.communicate("quit\n", timeout=60)
     assert qemu.returncode == 0, err
@@ -230,3 +235,60 @@ def test_broker_refuses_unknown_and_overlong_names_and_changes_nothing(lab):
         reply, fds = ask(broker.socket, data)
         assert reply.startswith("error 64 ") and fragment in reply and fds == [], reply
     assert host.snapshot() == links
+
+
+def broker_findings(host, hooks, socket_path):
+    done = hooks.cli(host, "check", "--json", "--hook-dir", str(hooks.dir),
+                     QEMU_IFHOOKS_BROKER=socket_path)
+    assert "Traceback" not in done.stderr, done.stderr
+    return [(f["severity"], f["check"], f["subject"], f["message"])
+            for f in json.loads(done.stdout)["findings"] if f["check"].startswith("broker.")]
+
+
+def test_check_reports_the_socket_and_who_may_use_which_segment(lab):
+    host, _, hooks, broker = lab
+    found = broker_findings(host, hooks, broker.socket)
+    assert found == [
+        ("ok", "broker.socket", broker.socket, "a broker listens (bridge helper usable)"),
+        ("ok", "broker.access", "vlan.0", "bridge br0 open to users nobody (and root)"),
+        ("ok", "broker.access", "vlan.1",
+         "bridge br1 open to groups qih-no-such-group (and root)"),
+        ("warn", "broker.access", "vlan.1",
+         "allow_groups names group qih-no-such-group, which does not exist"),
+    ], found
+    broker.stop()
+    assert broker_findings(host, hooks, broker.socket)[0][:2] == ("warn", "broker.socket")
+
+
+def test_port_security_takes_the_mac_of_the_bridge_nic_from_qemus_command_line(lab, request):
+    require_qemu()
+    host, _, hooks, broker = lab
+    hooks.write_config(CONFIG.replace('allow_users = ["nobody"]\n',
+                                      'allow_users = ["nobody"]\nport_security = "mac"\n'))
+    qemu = qemu_as_nobody(host, hooks, broker, "br0", ["-S"], request)
+    assert wait_for(lambda: len(host.ports("br0")) == 2 or qemu.poll() is not None)
+    assert qemu.poll() is None, qemu.communicate()
+    (tap,) = taps(host)
+    rules = host.run("nft", "list", "ruleset", check=True).stdout
+    assert f'"{tap}"' in rules and MAC in rules, rules
+    status = json.loads(hooks.cli(host, "status", "--json").stdout)
+    (port,) = [p for p in status["segments"][0]["ports"] if p["name"] == tap]
+    assert port["port_security"] == "mac"
+    qemu.communicate("quit\n", timeout=60)
+    # No downscript runs for a helper's TAP: the broker sweeps its rules once idle.
+    assert wait_for(lambda: f'"{tap}"' not in host.run("nft", "list", "ruleset").stdout, 30)
+    assert any(f"broker: swept {tap}" in l for l in hooks.log_lines()), hooks.log_lines()
+
+
+def test_bridge_nic_mac_finds_the_one_nic_on_the_bridge():
+    from qemu_ifhooks.portsecurity import bridge_nic_mac
+
+    args = ["qemu", "-netdev", "bridge,id=a,br=br0,helper=/h", "-device",
+            "virtio-net-pci,netdev=a,mac=52:54:00:00:00:01", "-netdev", "tap,id=b,ifname=t",
+            "-device", "e1000,netdev=b,mac=52:54:00:00:00:02"]
+    assert bridge_nic_mac(args, "br0") == "52:54:00:00:00:01"
+    assert bridge_nic_mac(args, "br1") is None
+    assert bridge_nic_mac(["qemu", "-nic", "bridge,mac=52:54:00:00:00:03"], "br0") == \
+        "52:54:00:00:00:03"  # br= defaults to br0, as in QEMU
+    two = args + ["-nic", "bridge,br=br0,mac=52:54:00:00:00:04"]
+    assert bridge_nic_mac(two, "br0") is None  # which NIC asked cannot be told
