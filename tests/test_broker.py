@@ -292,3 +292,31 @@ def test_bridge_nic_mac_finds_the_one_nic_on_the_bridge():
         "52:54:00:00:00:03"  # br= defaults to br0, as in QEMU
     two = args + ["-nic", "bridge,br=br0,mac=52:54:00:00:00:04"]
     assert bridge_nic_mac(two, "br0") is None  # which NIC asked cannot be told
+
+
+def test_broker_takes_the_listening_socket_from_socket_activation(make_netns, hooks, request):
+    """What qemu-ifhooks-broker.socket does, with systemd's own launcher: the broker
+    gets the listening socket as fd 3 (LISTEN_FDS=1, LISTEN_PID its own)."""
+    host, _ = qemutools.make_lab(make_netns, "qih-sact")
+    hooks.write_config(CONFIG)
+    path = str(hooks.dir.parent / "activated.sock")
+    env = hooks.env()
+    launcher = host.popen("systemd-socket-activate", "-l", path,
+                          "-E", f"QEMU_IFHOOKS_CONFIG={env['QEMU_IFHOOKS_CONFIG']}",
+                          "-E", f"QEMU_IFHOOKS_LOG={env['QEMU_IFHOOKS_LOG']}",
+                          CLI, "broker", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+
+    def stop():
+        if launcher.poll() is None:
+            launcher.terminate()
+        launcher.communicate(timeout=15)
+    request.addfinalizer(stop)
+    assert wait_for(lambda: os.path.exists(path) or launcher.poll() is not None, 15)
+    reply, fds = ask(path, b"vlan0 vnet\n")
+    assert reply == "ok\n" and len(fds) == 1, (reply, launcher.poll())
+    (tap,) = taps(host)
+    assert host.master_of(tap) == "br0"
+    os.close(fds[0])
+    assert wait_for(lambda: taps(host) == [])
+    assert any("broker: listening on the socket systemd passed" in l for l in hooks.log_lines())
