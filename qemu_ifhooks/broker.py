@@ -23,6 +23,7 @@ import socket
 import stat
 import struct
 import syslog
+import threading
 
 from . import brokerproto
 from .errors import (ConfigError, HookError, KernelError, PermissionDenied, UsageError,
@@ -172,15 +173,16 @@ def grant(config: Config, caller: Caller, br: str, vnet: bool) -> Tuple[int, str
     return fd, tap, segment
 
 
-SWEEP_IDLE = 5.0  # seconds without a request after which per-TAP state is swept
+SWEEP_IDLE = 5.0  # seconds between sweeps while the broker's TAPs have per-TAP state
 
 
-def sweep() -> None:
+def sweep() -> bool:
     """Remove the nftables rules and ifb devices of the broker's TAPs that are gone: both
     outlive their TAP, and no downscript runs for a TAP the helper got. Only names of
-    the broker's own pattern: the hooks' TAPs are their downscripts' (and `up`'s)."""
+    the broker's own pattern: the hooks' TAPs are their downscripts' (and `up`'s).
+    True while live TAPs of the broker have such state (to sweep once they go)."""
     from .apply import Executor
-    from .guards import leftovers
+    from .guards import guarded_taps, leftovers, shaped_taps
     from .netlink import Netlink
 
     prefix = TAP_TEMPLATE.partition("%")[0]
@@ -190,6 +192,7 @@ def sweep() -> None:
                 Executor(nl, trace=lambda command: emit(
                     syslog.LOG_INFO, f"broker: sweep {op.ifname}: {command}")).apply([op])
                 emit(syslog.LOG_INFO, f"broker: swept {op.ifname}: its TAP is gone")
+        return any(tap.startswith(prefix) for tap in list(guarded_taps()) + list(shaped_taps(nl)))
 
 
 def guarded(segment: Segment) -> bool:
@@ -197,10 +200,20 @@ def guarded(segment: Segment) -> bool:
     return segment.port_security != "off" or bool(segment.guest_rx_mbit or segment.guest_tx_mbit)
 
 
-def handle(conn: socket.socket, config_path: Optional[str]) -> bool:
+# Requests are read concurrently (a client that stalls holds only its own connection,
+# up to READ_TIMEOUT) but granted one at a time: GRANT_LOCK serialises the kernel work
+# and the sweep. A user may hold PER_UID_CONNECTIONS at once: one user's flood of idle
+# connections cannot lock others out.
+PER_UID_CONNECTIONS = 8
+MAX_CONNECTIONS = 128
+GRANT_LOCK = threading.Lock()
+
+
+def handle(conn: socket.socket, config_path: Optional[str],
+           caller: Optional[Caller] = None) -> bool:
     """One connection: read the request, reply, log; True when it granted a TAP with
     state to sweep later. Never raises for a client's doing."""
-    caller = peer(conn)
+    caller = caller or peer(conn)
     conn.settimeout(READ_TIMEOUT)
     fd = -1
     try:
@@ -209,7 +222,8 @@ def handle(conn: socket.socket, config_path: Optional[str]) -> bool:
             br, vnet = parse_request(data)
             from .config import load_config
 
-            fd, tap, segment = grant(load_config(config_path), caller, br, vnet)
+            with GRANT_LOCK:
+                fd, tap, segment = grant(load_config(config_path), caller, br, vnet)
         except HookError as error:
             emit(syslog.LOG_WARNING, f"broker: refused {caller}: {error}")
             reply(conn, f"error {error.status} {one_line(str(error))}")
@@ -322,21 +336,45 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     emit(syslog.LOG_INFO, f"broker: listening on {path or 'the socket systemd passed'}")
     dirty = True  # a broker before this one may have left state behind
+    active: dict = {}  # uid: connections being served
+    active_lock = threading.Lock()
+
+    def worker(conn: socket.socket, caller: Caller) -> None:
+        nonlocal dirty
+        try:
+            with conn:
+                try:
+                    if handle(conn, config_path, caller):
+                        with GRANT_LOCK:  # not lost to a sweep that just finished
+                            dirty = True
+                except Exception as error:  # noqa: BLE001 - a bug must not stop the service
+                    import traceback
+
+                    for line in traceback.format_exc().splitlines():
+                        emit(syslog.LOG_DEBUG, f"broker: {line}")
+                    emit(syslog.LOG_ERR, f"broker: internal error: {type(error).__name__}: "
+                                         f"{error}")
+                    reply(conn, "error 70 internal error in the broker (see its log)")
+        finally:
+            with active_lock:
+                active[caller.uid] -= 1
+                if not active[caller.uid]:
+                    del active[caller.uid]
     try:
+        # Wakes every SWEEP_IDLE seconds: a worker thread may have made state to sweep.
+        sock.settimeout(SWEEP_IDLE)
         while True:
-            if dirty:
-                sock.settimeout(SWEEP_IDLE)
             try:
                 conn, _ = sock.accept()
             except socket.timeout:
+                if not dirty:
+                    continue
                 try:
-                    sweep()
+                    with GRANT_LOCK:
+                        dirty = sweep()
                 except Exception as error:  # noqa: BLE001 - retried at the next idle time
                     emit(syslog.LOG_ERR, f"broker: sweep failed: {type(error).__name__}: "
                                          f"{error}")
-                else:
-                    dirty = False
-                    sock.settimeout(None)
                 continue
             except InterruptedError:
                 continue
@@ -347,19 +385,22 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
                 time.sleep(0.1)
                 continue
             conn.settimeout(None)  # not inherited from the listening socket's timeout
-            with conn:
-                try:
-                    dirty = handle(conn, config_path) or dirty
-                except Exception as error:  # noqa: BLE001 - a bug must not stop the service
-                    import traceback
-
-                    for line in traceback.format_exc().splitlines():
-                        emit(syslog.LOG_DEBUG, f"broker: {line}")
-                    emit(syslog.LOG_ERR, f"broker: internal error: {type(error).__name__}: "
-                                         f"{error}")
-                    reply(conn, "error 70 internal error in the broker (see its log)")
+            caller = peer(conn)
+            with active_lock:
+                busy = active.get(caller.uid, 0)
+                refused = busy >= PER_UID_CONNECTIONS or sum(active.values()) >= MAX_CONNECTIONS
+                if not refused:
+                    active[caller.uid] = busy + 1
+            if refused:
+                emit(syslog.LOG_WARNING, f"broker: refused {caller}: too many connections")
+                reply(conn, "error 75 too many concurrent requests; try again")
+                conn.close()
+                continue
+            threading.Thread(target=worker, args=(conn, caller), daemon=True).start()
     finally:
         sock.close()
+        # A grant under way finishes (or rolls back) before the process ends.
+        GRANT_LOCK.acquire(timeout=30)
         if path is not None:
             try:
                 os.unlink(path)
