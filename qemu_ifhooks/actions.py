@@ -170,24 +170,33 @@ def leftovers(nl: Netlink, tap: str) -> List[Op]:
     return found
 
 
-def guest_rules(segment: Segment, ports: Sequence[Port], tap: str) -> List[Rule]:
-    """What the TAP may send under its segment's port_security; [] when it is off."""
+def guest_rules(segment: Segment, ports: Sequence[Port], tap: str,
+                qemu_pid: Optional[int] = None, helper_br: Optional[str] = None) -> List[Rule]:
+    """What the TAP may send under its segment's port_security; [] when it is off.
+    `qemu_pid`: the QEMU the TAP is for (default: the parent, which runs the hook);
+    `helper_br`: the br= of its -netdev bridge, when the bridge helper asked for it."""
     if segment.port_security == "off":
         return []
     from .portconfig import Invalid, parse_mac, port_for
-    from .portsecurity import caller_nic_mac, port_rules
+    from .portsecurity import caller_bridge_nic_mac, caller_nic_mac, port_rules
 
     port = port_for(ports, tap)
     mac = port.mac if port is not None else None
     if mac is None:
         # The guest's MAC as QEMU gives it: the NIC of this TAP in the command line
         # of the QEMU that runs this hook.
-        found = caller_nic_mac(tap, posix.getppid())
+        pid = qemu_pid or posix.getppid()
+        found = caller_bridge_nic_mac(helper_br, pid) if helper_br else caller_nic_mac(tap, pid)
         try:
             mac = parse_mac(found) if found else None
         except Invalid:
             raise UnavailableError(f"the NIC of {tap} has mac={found}, which is not a guest's "
                                    f"unicast MAC") from None
+    if mac is None and helper_br:
+        raise UnavailableError(
+            f'{segment.key} has port_security = "{segment.port_security}", which needs the '
+            f"guest's MAC: give the NIC of -netdev bridge,br={helper_br} a mac= in QEMU's "
+            f"command line (one such NIC per bridge)")
     if mac is None:
         raise UnavailableError(
             f'{segment.key} has port_security = "{segment.port_security}", which needs the '
@@ -197,17 +206,18 @@ def guest_rules(segment: Segment, ports: Sequence[Port], tap: str) -> List[Rule]
 
 
 def attach(nl: Netlink, segment: Segment, tap: str, trace: Trace,
-           warn: Callable[[str], None], ports: Sequence[Port] = ()) -> None:
+           warn: Callable[[str], None], ports: Sequence[Port] = (),
+           qemu_pid: Optional[int] = None, helper_br: Optional[str] = None) -> None:
     """ifup: one run, rolled back whole if any step fails (the bridge it built included),
     so that a failed ifup leaves the kernel as it was. `ports`: the config's [port]
-    tables."""
+    tables; `qemu_pid`, `helper_br`: see guest_rules."""
     link = nl.get_link(tap)
     if link is None:
         raise UnavailableError(f"{tap} does not exist (QEMU creates it before running the hook)")
     require_tap(link)  # before anything else: never build or enslave for a non-TAP
     if link.master:  # a repeated ifup, or a TAP someone put elsewhere: refuse before building
         require_not_elsewhere(link, nl.get_link(segment.bridge))
-    rules = guest_rules(segment, ports, tap)
+    rules = guest_rules(segment, ports, tap, qemu_pid, helper_br)
     shaped = bool(segment.guest_rx_mbit or segment.guest_tx_mbit)
     with BridgeLock(segment.bridge) as lock, Executor(nl, (link,), trace) as run:
         bridge = ensure_bridge(nl, segment, lock, run, warn)

@@ -116,6 +116,13 @@ def build_parser() -> _Parser:
     translate.add_argument("legacy", nargs="*", metavar="ARG",
                            help="the legacy QEMU arguments, after '--'")
 
+    broker = sub.add_parser("broker", parents=[common],
+                            help="the root service behind the unprivileged bridge helper "
+                                 "(QEMU's -netdev bridge,helper=)")
+    broker.add_argument("--socket", metavar="PATH", default=None,
+                        help="where to listen (default: the socket systemd passes, else "
+                             "/run/qemu-ifhooks/broker.sock)")
+
     demo = sub.add_parser("demo", parents=[common],
                           help="show the hooks at work with QEMU in a throwaway namespace")
     demo.add_argument("--guest-dir", metavar="DIR", default=None,
@@ -212,6 +219,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"qemu-ifhooks: translate: warning: {warning}", file=sys.stderr)
         print(format_args(argv), end="")
         return 0
+    if args.command == "broker":
+        from .broker import serve
+
+        return serve(args.socket, config_path)
     if args.command == "demo":
         from .demo import run_demo
 

@@ -59,13 +59,16 @@ class Segment(Record):
         "guest_rx_mbit",  # shape what each guest receives, or None
         "guest_tx_mbit",  # shape what each guest sends, or None
         "vxlan",  # vxlan.VxlanConfig: the segment spans hosts (instead of an uplink)
+        "allow_users",  # who may use the segment through the bridge helper (broker.py)
+        "allow_groups",
     )
     _defaults = {"uplink": None, "tag": None, "mtu": None, "match": (),
                  "offload_check": "enforce", "create": True, "stp": False,
                  "forward_delay": 0, "allow_addressed_uplink": False, "trunk": (),
                  "bridge_vids": (), "port_security": "off", "isolated": False,
                  "guest_rx_mbit": None, "guest_tx_mbit": None,
-                 "vxlan": None}
+                 "vxlan": None,
+                 "allow_users": (), "allow_groups": ()}
 
     @property
     def key(self) -> str:
@@ -191,6 +194,17 @@ def _globs(value: Any) -> Tuple[str, ...]:
     return tuple(value)
 
 
+def _account_names(value: Any) -> Tuple[str, ...]:
+    """User or group names as useradd(8) takes them; not looked up here (parsing is
+    pure, and an account may come later): `check` reports names that do not exist."""
+    if not isinstance(value, list) or not all(
+            isinstance(v, str) and 1 <= len(v) <= 32 and v.isascii() and v[0] != "-"
+            and all(c.isalnum() or c in "_.-" for c in v.rstrip("$")) for v in value):
+        raise _Invalid("a list of user or group names (letters, digits, _ . -; 1..32 "
+                       "characters)")
+    return tuple(value)
+
+
 # Keys a segment may set for itself or inherit from [defaults], with their defaults.
 INHERITED: Dict[str, Tuple[Callable[[Any], Any], Any]] = {
     "offload_check": (_choice(*OFFLOAD_MODES), "enforce"),
@@ -211,6 +225,8 @@ SEGMENT_ONLY: Dict[str, Callable[[Any], Any]] = {
     "match": _globs,
     "trunk": _vlan_tags,
     "vxlan": _table,  # then vxlan.parse_vxlan checks it, key by key
+    "allow_users": _account_names,
+    "allow_groups": _account_names,
 }
 DEFAULTS_ONLY: Dict[str, Callable[[Any], Any]] = {
     "vlan": _integer(0, MAX_VLAN, "a VLAN number"),

@@ -74,6 +74,9 @@ class Facts:
     # are on no bridge now (see reattach.py)
     detached: Tuple[Tuple[str, str, str, str], ...] = ()
     evpn: Optional[Any] = None  # frr.EvpnState, when the config has EVPN segments
+    # The broker's socket (broker.py): (path, "listening" | "absent" | "stale" | why not)
+    broker_socket: Optional[Tuple[str, str]] = None
+    unknown_accounts: Tuple[Tuple[str, str, str], ...] = ()  # (segment key, "user"/"group", name)
 
 
 # --- config -----------------------------------------------------------------------------
@@ -513,6 +516,45 @@ def detached_findings(facts: Facts) -> List[Finding]:
                     f"cut off", fix) for tap, bridge, fix, who in facts.detached]
 
 
+def broker_findings(facts: Facts) -> List[Finding]:
+    """The unprivileged bridge helper's service and who may use which segment; nothing
+    when no segment is open to users and no broker runs."""
+    config = facts.config
+    open_segments = [s for s in config.segments if s.allow_users or s.allow_groups] \
+        if config is not None else []
+    if facts.broker_socket is None:
+        return []
+    path, state = facts.broker_socket
+    if not open_segments and state == "absent":
+        return []
+    out = []
+    if state == "listening":
+        out.append(Finding(OK, "broker.socket", path, "a broker listens (bridge helper usable)"))
+    elif state == "absent":
+        out.append(Finding(WARN, "broker.socket", path,
+                           "no broker socket: segments are open to users, but their bridge "
+                           "helper cannot get a TAP",
+                           "systemctl enable --now qemu-ifhooks-broker.socket"))
+    elif state == "stale":
+        out.append(Finding(WARN, "broker.socket", path, "the socket exists but nothing listens "
+                           "(a broker that died?)",
+                           "systemctl restart qemu-ifhooks-broker.socket"))
+    else:
+        out.append(Finding(WARN, "broker.socket", path, state))
+    for segment in open_segments:
+        who = "; ".join(part for part in (
+            "users " + ", ".join(segment.allow_users) if segment.allow_users else "",
+            "groups " + ", ".join(segment.allow_groups) if segment.allow_groups else "")
+            if part)
+        out.append(Finding(OK, "broker.access", segment.key,
+                           f"bridge {segment.bridge} open to {who} (and root)"))
+    for key, kind, name in facts.unknown_accounts:
+        out.append(Finding(WARN, "broker.access", key,
+                           f"allow_{kind}s names {kind} {name}, which does not exist",
+                           f"create the {kind}, or remove it from allow_{kind}s"))
+    return out
+
+
 def evaluate(facts: Facts) -> List[Finding]:
     """Every finding, in a fixed order: config, then per bridge (bridge, uplink,
     offloads), then host-wide."""
@@ -527,6 +569,7 @@ def evaluate(facts: Facts) -> List[Finding]:
         out += evpn_findings(facts.config, facts.evpn)
     out += guard_findings(facts)
     out += detached_findings(facts)
+    out += broker_findings(facts)
     out += netfilter_findings(facts) + tun_findings(facts) + hook_findings(facts) + \
         kernel_findings(facts)
     return out

@@ -214,6 +214,45 @@ def detached_of(config, inventory: Inventory) -> Tuple[Tuple[str, str, str, str]
                  for r, holders in detached_taps(inventory, tap_holders(), records))
 
 
+def broker_socket(path: Optional[str] = None) -> Tuple[str, str]:
+    """(path, state) of the broker's socket: listening, absent, stale, or why not."""
+    import socket
+
+    from .brokerproto import socket_path
+
+    path = path or socket_path()
+    if not os.path.lexists(path):
+        return path, "absent"
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        # Connect and hang up: the broker logs it as a refused, incomplete request.
+        probe.settimeout(2)
+        probe.connect(path)
+        return path, "listening"
+    except (ConnectionRefusedError, FileNotFoundError):
+        return path, "stale"
+    except OSError as error:
+        return path, f"cannot connect: {error.strerror}"
+    finally:
+        probe.close()
+
+
+def unknown_accounts(config) -> Tuple[Tuple[str, str, str], ...]:
+    import grp
+    import pwd
+
+    found = []
+    for segment in config.segments:
+        for kind, names, lookup in (("user", segment.allow_users, pwd.getpwnam),
+                                    ("group", segment.allow_groups, grp.getgrnam)):
+            for name in names:
+                try:
+                    lookup(name)
+                except KeyError:
+                    found.append((segment.key, kind, name))
+    return tuple(found)
+
+
 def gather(explicit_config: Optional[str], directories: Sequence[str]) -> Facts:
     fields = load(explicit_config)
     config = fields.get("config")
@@ -247,6 +286,8 @@ def gather(explicit_config: Optional[str], directories: Sequence[str]) -> Facts:
                  firewall_problems=tuple(problems), tun_problem=tun_problem(),
                  hook_program=this_hook_program(), hook_dirs=hook_dirs(config, directories),
                  vlan_support=vlan_support(), detached=detached,
+                 broker_socket=broker_socket(),
+                 unknown_accounts=unknown_accounts(config) if config else (),
                  vlan_filtering_support=vlan_filtering_support(inventory, kernel_config()),
                  evpn=evpn)
 

@@ -169,3 +169,36 @@ def caller_nic_mac(tap: str, pid: int) -> Optional[str]:
         return None
     args = [a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0")]
     return nic_mac(args, tap)
+
+
+def bridge_nic_mac(args: Sequence[str], br: str) -> Optional[str]:
+    """The mac= of the one NIC whose backend is `-netdev bridge` on `br` (br= defaults to
+    br0, as in QEMU), or of `-nic bridge,br=BR,mac=M`; None when there is none or more
+    than one (then the helper's request cannot tell which NIC it is for)."""
+    from .qemuopts import split_opts
+
+    netdevs, devices, macs = set(), [], []
+    for flag, value in zip(args, args[1:]):
+        if flag.lstrip("-") not in ("netdev", "nic", "device"):
+            continue
+        options = split_opts(value)
+        settings = {k: v for k, v in options[1:]}
+        if flag.lstrip("-") == "device":
+            devices.append(settings)
+        elif options[0][0] == "bridge" and settings.get("br", "br0") == br:
+            if flag.lstrip("-") == "nic":
+                macs.append(settings.get("mac"))
+            elif settings.get("id"):
+                netdevs.add(settings["id"])
+    macs += [settings.get("mac") for settings in devices if settings.get("netdev") in netdevs]
+    return macs[0] if len(macs) == 1 else None
+
+
+def caller_bridge_nic_mac(br: str, pid: int) -> Optional[str]:
+    """bridge_nic_mac of the process `pid` (the QEMU that ran the bridge helper)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    return bridge_nic_mac([a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0")], br)

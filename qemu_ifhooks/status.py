@@ -116,6 +116,7 @@ class Port:
     isolated: Optional[bool] = None
     rx_mbit: Optional[int] = None  # a limit in force (its ifb device exists)
     tx_mbit: Optional[int] = None
+    owner_uid: Optional[int] = None  # TUNSETOWNER: the user a bridge-helper TAP is for
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,16 @@ def _isolated(name: str) -> Optional[bool]:
         return None
 
 
+def _owner(name: str) -> Optional[int]:
+    """The TAP's owning uid (set by the broker for the bridge helper's caller), or None."""
+    try:
+        with open(f"/sys/class/net/{name}/owner") as f:
+            uid = int(f.read())
+    except (OSError, ValueError):
+        return None
+    return uid if uid >= 0 else None
+
+
 def _guard(segment, link: LinkInfo, guarded: Sequence[str], shaped: Dict[str, List[str]]) -> dict:
     ifbs = shaped.get(link.name, [])
     return {
@@ -158,6 +169,7 @@ def _guard(segment, link: LinkInfo, guarded: Sequence[str], shaped: Dict[str, Li
         "isolated": _isolated(link.name),
         "rx_mbit": segment.guest_rx_mbit if any(i.startswith("rx-") for i in ifbs) else None,
         "tx_mbit": segment.guest_tx_mbit if any(i.startswith("tx-") for i in ifbs) else None,
+        "owner_uid": _owner(link.name),
     }
 
 
@@ -218,6 +230,8 @@ def _guard_text(port: Port) -> str:
     if port.isolated:
         parts.append("isolated")
     parts += [f"{d} {mbit} Mbit/s" for d, mbit in (("rx", port.rx_mbit), ("tx", port.tx_mbit)) if mbit]
+    if port.owner_uid is not None:
+        parts.append(f"owner uid {port.owner_uid} (bridge helper)")
     return "".join(f", {part}" for part in parts)
 
 
@@ -268,7 +282,8 @@ def render_json(segments: List[SegmentStatus]) -> str:
                        "mtu": p.mtu, "mac": p.mac,
                        "processes": [asdict(h) for h in p.holders],
                        **({"port_security": p.port_security, "isolated": p.isolated,
-                           "rx_mbit": p.rx_mbit, "tx_mbit": p.tx_mbit} if p.role == "tap" else {})}
+                           "rx_mbit": p.rx_mbit, "tx_mbit": p.tx_mbit,
+                           "owner_uid": p.owner_uid} if p.role == "tap" else {})}
                       for p in s.ports],
             "detached": [{"name": r.tap, "ifindex": r.ifindex, "fix": r.fix,
                           "processes": [asdict(h) for h in holders]}

@@ -397,3 +397,13 @@ def test_shipped_example_config_is_valid(tmp_path):
                                                   ((bytes([192, 0, 2, 10]), 32),))
     assert [s.vxlan.mode for s in config.segments[-2:]] == ["static", "evpn"]
     assert config.evpn.asn == 65000
+
+
+def test_allow_users_and_groups_are_per_segment_and_default_to_nobody():
+    config = parse_config({"vlan": {
+        "0": {"bridge": "br0", "allow_users": ["alice", "ci-runner.1", "svc$"],
+              "allow_groups": ["kvm"]},
+        "1": {"bridge": "br1"}}})
+    assert config.segment(0).allow_users == ("alice", "ci-runner.1", "svc$")
+    assert config.segment(0).allow_groups == ("kvm",)
+    assert config.segment(1).allow_users == () and config.segment(1).allow_groups == ()

@@ -36,6 +36,8 @@ RPM = ROOT / "dist" / f"{PACKAGE}-{__version__}-1.noarch.rpm"
 
 CLI = "/usr/sbin/qemu-ifhooks"
 HOOK = "/usr/libexec/qemu-ifhooks/qemu-ifhook"
+BRIDGE_HELPER = "/usr/libexec/qemu-ifhooks/bridge-helper"
+BROKER_UNITS = ("qemu-ifhooks-broker.socket", "qemu-ifhooks-broker.service")
 CONFFILE = "/etc/qemu-ifhooks/qemu-ifhooks.toml"
 
 # Where the release wants system units (the oracle is the release, not the build
@@ -188,14 +190,17 @@ def test_deb_is_lintian_clean(deb_package):
 @pytest.mark.root
 def test_deb_layout(deb):
     listed = set(deb.listed)
-    for path in (CLI, HOOK, CONFFILE, UNIT, "/usr/share/man/man8/qemu-ifhooks.8.gz",
+    for path in (CLI, HOOK, BRIDGE_HELPER, CONFFILE, UNIT,
+                 *(f"{UNIT_DIR}/{unit}" for unit in BROKER_UNITS),
+                 "/usr/share/man/man8/qemu-ifhooks.8.gz",
                  "/usr/share/man/man5/qemu-ifhooks.toml.5.gz",
                  DIST_PACKAGES + "qemu_ifhooks/hook.py"):
         assert path in listed, f"{path} is not in the package"
     # QEMU's default scripts belong to qemu-system-common; no second program on PATH.
     wrong_unit = [f"{d}/qemu-ifhooks.service" for d in UNIT_DIRS if d != UNIT_DIR]
     for path in ["/etc/qemu-ifup", "/etc/qemu-ifdown", "/usr/bin/qemu-ifhook",
-                 "/usr/bin/qemu-ifhooks", "/usr/sbin/qemu-ifhook"] + wrong_unit:
+                 "/usr/bin/qemu-ifhooks", "/usr/sbin/qemu-ifhook",
+                 "/usr/bin/qemu-ifhooks-bridge-helper"] + wrong_unit:
         assert path not in listed, f"the package ships {path}"
     conffiles = sh("dpkg-query", "-W", "-f=${Conffiles}", PACKAGE).stdout.split()
     assert CONFFILE in conffiles
@@ -206,6 +211,30 @@ def test_deb_layout(deb):
     assert program.splitlines()[0] == "#!/usr/bin/python3 -IS"
     assert 'sys.path.append("/usr/lib/python3/dist-packages")' in program
     assert "@PYTHONDIR@" not in program
+    assert os.stat(BRIDGE_HELPER).st_mode & 0o7777 == 0o755  # no setuid: the broker is root
+    helper = Path(BRIDGE_HELPER).read_text()
+    assert helper.splitlines()[0] == "#!/usr/bin/python3 -IS"
+    assert 'sys.path.append("/usr/lib/python3/dist-packages")' in helper
+
+
+@pytest.mark.root
+def test_installed_broker_units_are_valid_and_not_enabled(deb, outside):
+    require_tools("systemd-analyze", "systemd")
+    paths = [f"{UNIT_DIR}/{unit}" for unit in BROKER_UNITS]
+    done = run_clean("systemd-analyze", "verify", *paths, cwd=outside, check=False)
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+    socket_unit = Path(paths[0]).read_text().splitlines()
+    assert "ListenStream=/run/qemu-ifhooks/broker.sock" in socket_unit
+    assert "ExecStart=/usr/sbin/qemu-ifhooks broker" in Path(paths[1]).read_text().splitlines()
+    for unit in BROKER_UNITS:
+        state = run_clean("systemctl", "is-enabled", unit, cwd=outside,
+                          check=False).stdout.strip()
+        assert state in ("disabled", "indirect"), (unit, state)
+    # The helper without a broker: one line, exit 69 (QEMU shows it).
+    done = run_clean(BRIDGE_HELPER, "--fd=0", "--br=br0", cwd=outside, check=False,
+                     QEMU_IFHOOKS_BROKER=str(outside / "none.sock"))
+    assert done.returncode == 69 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("qemu-ifhooks: bridge-helper: no qemu-ifhooks broker")
 
 
 @pytest.mark.root
@@ -368,8 +397,9 @@ def test_rpm_is_rpmlint_clean(rpm_package):
 
 def test_rpm_payload(rpm_package, tmp_path):
     files = set(sh("rpm", "-qlp", rpm_package).stdout.split())
-    for path in ("/usr/sbin/qemu-ifhooks", HOOK, CONFFILE,
+    for path in ("/usr/sbin/qemu-ifhooks", HOOK, BRIDGE_HELPER, CONFFILE,
                  "/usr/lib/systemd/system/qemu-ifhooks.service",
+                 *(f"/usr/lib/systemd/system/{unit}" for unit in BROKER_UNITS),
                  "/usr/share/man/man8/qemu-ifhooks.8.gz",
                  "/usr/share/man/man5/qemu-ifhooks.toml.5.gz"):
         assert path in files, path
@@ -415,6 +445,10 @@ def test_pip_install_into_a_fresh_venv(tmp_path):
     assert done.stdout.strip() == f"qemu-ifhooks {__version__}"
     done = sh(bin_dir / "qemu-ifhook", cwd=tmp_path, env=dict(CLEAN_ENV), check=False)
     assert done.returncode == 64 and done.stderr.startswith("qemu-ifhooks: "), done.stderr
+    done = sh(bin_dir / "qemu-ifhooks-bridge-helper", cwd=tmp_path, env=dict(CLEAN_ENV),
+              check=False)
+    assert done.returncode == 64 and done.stderr.startswith("qemu-ifhooks: bridge-helper: "), \
+        done.stderr
     config = tmp_path / "qemu-ifhooks.toml"
     config.write_text(SEED_CONFIG)
     config.chmod(0o644)
