@@ -87,10 +87,16 @@ class Host:
             conf = workdir / f"{self.ns.name}-{daemon}.conf"
             conf.write_text(text)
             os.chmod(conf, 0o644)
-            done = self.ns.run(str(FRR_BIN / daemon), "-d", "-N", self.ns.name, "-f", str(conf),
-                               "--log", f"file:{rundir}/{daemon}.log", "-A", "127.0.0.1",
-                               check=False)
-            assert done.returncode == 0, (daemon, done.stderr)
+            # Not through pipes: a daemon that keeps the stdio it was started with (FRR 10
+            # does) would hold them open, and reading them to the end would never return.
+            with open(workdir / f"{self.ns.name}-{daemon}.start", "w+") as out:
+                done = subprocess.run(["ip", "netns", "exec", self.ns.name, str(FRR_BIN / daemon), "-d",
+                                       "-N", self.ns.name, "-f", str(conf), "--log",
+                                       f"file:{rundir}/{daemon}.log", "-A", "127.0.0.1"],
+                                      stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                      timeout=60)
+                out.seek(0)
+                assert done.returncode == 0, (daemon, out.read())
             pidfile = rundir / f"{daemon}.pid"
             assert wait_for(pidfile.exists, 20), f"{daemon} wrote no pid file"
             self.frr_pids.append(int(pidfile.read_text().split()[0]))
