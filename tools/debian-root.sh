@@ -40,6 +40,9 @@ host_mirror() {
 # mount namespace made by `run`.
 enter() {
     local dir=$1; shift
+    # It pivots the root of its mount namespace: only ever inside the fresh mount and
+    # PID namespaces `run` makes (where it is PID 1), never in the machine's own.
+    [ "$$" -eq 1 ] || die "enter is the second half of 'run'; use: $0 run DIR COMMAND..."
     # `ip netns exec` makes / a slave mount, which needs / to be a mount point.
     mount --bind "$dir" "$dir"
     mount -t proc proc "$dir/proc"            # the PID namespace's own
