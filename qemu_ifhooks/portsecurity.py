@@ -135,70 +135,58 @@ def port_rules(mode: str, mac: bytes, port: Optional[Port]) -> List[Rule]:
 
 # --- the guest's MAC from the calling QEMU ----------------------------------------------
 
-def nic_mac(args: Sequence[str], tap: str) -> Optional[str]:
-    """The mac= of the NIC whose backend is the TAP `tap`, in QEMU's arguments:
-    `-netdev tap,id=ID,ifname=TAP` with `-device ...,netdev=ID,mac=M`, or
-    `-nic tap,ifname=TAP,mac=M`."""
+def _nic_macs(args: Sequence[str], backend: str, matches) -> List[Optional[str]]:
+    """The mac= of every NIC in QEMU's arguments whose backend is of kind `backend`
+    with settings `matches` accepts: `-netdev KIND,id=ID,...` with
+    `-device ...,netdev=ID,mac=M`, or `-nic KIND,...,mac=M`."""
     from .qemuopts import split_opts
 
-    netdevs, devices = {}, []
+    netdevs, devices, macs = set(), [], []
     for flag, value in zip(args, args[1:]):
-        if flag.lstrip("-") not in ("netdev", "nic", "device"):
+        flag = flag.lstrip("-")
+        if flag not in ("netdev", "nic", "device"):
             continue
         options = split_opts(value)
         settings = {k: v for k, v in options[1:]}
-        if flag.lstrip("-") == "device":
+        if flag == "device":
             devices.append(settings)
-        elif options[0][0] == "tap" and settings.get("ifname") == tap:
-            if flag.lstrip("-") == "nic" and settings.get("mac"):
-                return settings["mac"]
-            if settings.get("id"):
-                netdevs[settings["id"]] = tap
-    for settings in devices:
-        if settings.get("netdev") in netdevs and settings.get("mac"):
-            return settings["mac"]
-    return None
+        elif options[0][0] == backend and matches(settings):
+            if flag == "nic":
+                macs.append(settings.get("mac"))
+            elif settings.get("id"):
+                netdevs.add(settings["id"])
+    return macs + [settings.get("mac") for settings in devices if settings.get("netdev") in netdevs]
 
 
-def caller_nic_mac(tap: str, pid: int) -> Optional[str]:
-    """nic_mac of the process `pid` (the QEMU that runs the hook), or None."""
+def nic_mac(args: Sequence[str], tap: str) -> Optional[str]:
+    """The mac= of the NIC whose backend is the TAP `tap` (`ifname=TAP`)."""
+    return next((mac for mac in _nic_macs(args, "tap", lambda s: s.get("ifname") == tap) if mac), None)
+
+
+def _cmdline(pid: int) -> Optional[List[str]]:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             raw = f.read()
     except OSError:
         return None
-    args = [a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0")]
-    return nic_mac(args, tap)
+    return [a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0")]
+
+
+def caller_nic_mac(tap: str, pid: int) -> Optional[str]:
+    """nic_mac of the process `pid` (the QEMU that runs the hook), or None."""
+    args = _cmdline(pid)
+    return nic_mac(args, tap) if args is not None else None
 
 
 def bridge_nic_mac(args: Sequence[str], br: str) -> Optional[str]:
-    """The mac= of the one NIC whose backend is `-netdev bridge` on `br` (br= defaults to
-    br0, as in QEMU), or of `-nic bridge,br=BR,mac=M`; None when there is none or more
-    than one (then the helper's request cannot tell which NIC it is for)."""
-    from .qemuopts import split_opts
-
-    netdevs, devices, macs = set(), [], []
-    for flag, value in zip(args, args[1:]):
-        if flag.lstrip("-") not in ("netdev", "nic", "device"):
-            continue
-        options = split_opts(value)
-        settings = {k: v for k, v in options[1:]}
-        if flag.lstrip("-") == "device":
-            devices.append(settings)
-        elif options[0][0] == "bridge" and settings.get("br", "br0") == br:
-            if flag.lstrip("-") == "nic":
-                macs.append(settings.get("mac"))
-            elif settings.get("id"):
-                netdevs.add(settings["id"])
-    macs += [settings.get("mac") for settings in devices if settings.get("netdev") in netdevs]
+    """The mac= of the one NIC whose backend is `-netdev bridge` (or `-nic bridge`) on
+    `br` (br= defaults to br0, as in QEMU); None when there is none or more than one
+    (then the helper's request cannot tell which NIC it is for)."""
+    macs = _nic_macs(args, "bridge", lambda s: s.get("br", "br0") == br)
     return macs[0] if len(macs) == 1 else None
 
 
 def caller_bridge_nic_mac(br: str, pid: int) -> Optional[str]:
     """bridge_nic_mac of the process `pid` (the QEMU that ran the bridge helper)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    return bridge_nic_mac([a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0")], br)
+    args = _cmdline(pid)
+    return bridge_nic_mac(args, br) if args is not None else None
