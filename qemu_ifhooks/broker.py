@@ -18,6 +18,7 @@ import fcntl
 import grp
 import os
 import pwd
+import select
 import signal
 import socket
 import stat
@@ -28,6 +29,7 @@ import threading
 from . import brokerproto
 from .errors import (ConfigError, HookError, KernelError, PermissionDenied, UsageError,
                      one_line)
+from .linkwatch import LinkWatch
 from .log import emit
 
 TYPE_CHECKING = False
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 READ_TIMEOUT = 2.0  # seconds a client has to send its request line
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux 4.13; Python names it late
 TAP_TEMPLATE = "qhtap%d"  # the kernel picks the number
+TAP_PREFIX = TAP_TEMPLATE.partition("%")[0]
 
 # <linux/if_tun.h>
 TUNSETIFF = 0x400454CA
@@ -173,31 +176,23 @@ def grant(config: Config, caller: Caller, br: str, vnet: bool) -> Tuple[int, str
     return fd, tap, segment
 
 
-SWEEP_IDLE = 5.0  # seconds between sweeps while the broker's TAPs have per-TAP state
+SWEEP_RETRY = 5.0  # seconds before a sweep that failed is tried again
 
 
-def sweep() -> bool:
+def sweep() -> None:
     """Remove the nftables rules and ifb devices of the broker's TAPs that are gone: both
     outlive their TAP, and no downscript runs for a TAP the helper got. Only names of
-    the broker's own pattern: the hooks' TAPs are their downscripts' (and `up`'s).
-    True while live TAPs of the broker have such state (to sweep once they go)."""
+    the broker's own pattern: the hooks' TAPs are their downscripts' (and `up`'s)."""
     from .apply import Executor
-    from .guards import guarded_taps, leftovers, shaped_taps
+    from .guards import leftovers
     from .netlink import Netlink
 
-    prefix = TAP_TEMPLATE.partition("%")[0]
     with Netlink() as nl:
         for op in leftovers(nl):
-            if op.ifname.startswith(prefix):
+            if op.ifname.startswith(TAP_PREFIX):
                 Executor(nl, trace=lambda command: emit(
                     syslog.LOG_INFO, f"broker: sweep {op.ifname}: {command}")).apply([op])
                 emit(syslog.LOG_INFO, f"broker: swept {op.ifname}: its TAP is gone")
-        return any(tap.startswith(prefix) for tap in list(guarded_taps()) + list(shaped_taps(nl)))
-
-
-def guarded(segment: Segment) -> bool:
-    """The segment gives its TAPs state that outlives them (see sweep)."""
-    return segment.port_security != "off" or bool(segment.guest_rx_mbit or segment.guest_tx_mbit)
 
 
 # Requests are read concurrently (a client that stalls holds only its own connection,
@@ -210,9 +205,9 @@ GRANT_LOCK = threading.Lock()
 
 
 def handle(conn: socket.socket, config_path: Optional[str],
-           caller: Optional[Caller] = None) -> bool:
-    """One connection: read the request, reply, log; True when it granted a TAP with
-    state to sweep later. Never raises for a client's doing."""
+           caller: Optional[Caller] = None) -> None:
+    """One connection: read the request, reply, log. Never raises for a client's
+    doing."""
     caller = caller or peer(conn)
     conn.settimeout(READ_TIMEOUT)
     fd = -1
@@ -227,18 +222,17 @@ def handle(conn: socket.socket, config_path: Optional[str],
         except HookError as error:
             emit(syslog.LOG_WARNING, f"broker: refused {caller}: {error}")
             reply(conn, f"error {error.status} {one_line(str(error))}")
-            return False
+            return
         except OSError as error:  # a netlink query refused (operations raise HookErrors)
             from .apply import refusal
 
             error = refusal("a netlink request", error)
             emit(syslog.LOG_WARNING, f"broker: refused {caller}: {error}")
             reply(conn, f"error {error.status} {one_line(str(error))}")
-            return False
+            return
         emit(syslog.LOG_INFO, f"broker: granted {caller} {tap} on {segment.key} "
                               f"(bridge {segment.bridge})")
         reply(conn, "ok", fd)
-        return guarded(segment)
     finally:
         if fd >= 0:
             os.close(fd)  # QEMU holds the TAP now (or nobody, and it is gone)
@@ -335,18 +329,14 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     emit(syslog.LOG_INFO, f"broker: listening on {path or 'the socket systemd passed'}")
-    dirty = True  # a broker before this one may have left state behind
     active: dict = {}  # uid: connections being served
     active_lock = threading.Lock()
 
     def worker(conn: socket.socket, caller: Caller) -> None:
-        nonlocal dirty
         try:
             with conn:
                 try:
-                    if handle(conn, config_path, caller):
-                        with GRANT_LOCK:  # not lost to a sweep that just finished
-                            dirty = True
+                    handle(conn, config_path, caller)
                 except Exception as error:  # noqa: BLE001 - a bug must not stop the service
                     import traceback
 
@@ -360,31 +350,45 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
                 active[caller.uid] -= 1
                 if not active[caller.uid]:
                     del active[caller.uid]
+
+    # The rules and ifb devices of a TAP outlive it: sweep when one of ours goes (the
+    # kernel's RTM_DELLINK), when the kernel dropped such events, and once at start for
+    # what a broker before this one left.
+    watch = LinkWatch()
+    sweep_due = True
+    sock.setblocking(False)
     try:
-        # Wakes every SWEEP_IDLE seconds: a worker thread may have made state to sweep.
-        sock.settimeout(SWEEP_IDLE)
         while True:
-            try:
-                conn, _ = sock.accept()
-            except socket.timeout:
-                if not dirty:
-                    continue
+            if sweep_due:
                 try:
                     with GRANT_LOCK:
-                        dirty = sweep()
-                except Exception as error:  # noqa: BLE001 - retried at the next idle time
+                        sweep()
+                    sweep_due = False
+                except Exception as error:  # noqa: BLE001 - tried again SWEEP_RETRY later
                     emit(syslog.LOG_ERR, f"broker: sweep failed: {type(error).__name__}: "
                                          f"{error}")
-                continue
+            try:
+                ready, _, _ = select.select([sock, watch], [], [],
+                                            SWEEP_RETRY if sweep_due else None)
             except InterruptedError:
                 continue
+            if watch in ready:
+                gone = watch.removed()
+                if gone is None or any(name.startswith(TAP_PREFIX) for name in gone):
+                    sweep_due = True
+            if sock not in ready:
+                continue
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                continue  # the client gave up before we took it
             except OSError as error:  # e.g. EMFILE: wait for fds to free, never exit
                 emit(syslog.LOG_ERR, f"broker: accept failed: {error.strerror}")
                 import time
 
                 time.sleep(0.1)
                 continue
-            conn.settimeout(None)  # not inherited from the listening socket's timeout
+            conn.setblocking(True)  # not inherited from the listening socket
             caller = peer(conn)
             with active_lock:
                 busy = active.get(caller.uid, 0)
@@ -399,6 +403,7 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
             threading.Thread(target=worker, args=(conn, caller), daemon=True).start()
     finally:
         sock.close()
+        watch.close()
         # A grant under way finishes (or rolls back) before the process ends.
         GRANT_LOCK.acquire(timeout=30)
         if path is not None:

@@ -277,8 +277,9 @@ def test_port_security_takes_the_mac_of_the_bridge_nic_from_qemus_command_line(l
     (port,) = [p for p in status["segments"][0]["ports"] if p["name"] == tap]
     assert port["port_security"] == "mac"
     qemu.communicate("quit\n", timeout=60)
-    # No downscript runs for a helper's TAP: the broker sweeps its rules once idle.
-    assert wait_for(lambda: f'"{tap}"' not in host.run("nft", "list", "ruleset").stdout, 30)
+    # No downscript runs for a helper's TAP: the broker sweeps its rules when the kernel
+    # announces the TAP's removal.
+    assert wait_for(lambda: f'"{tap}"' not in host.run("nft", "list", "ruleset").stdout, 10)
     assert any(f"broker: swept {tap}" in l for l in hooks.log_lines()), hooks.log_lines()
 
 
