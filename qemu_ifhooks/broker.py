@@ -244,7 +244,7 @@ class Disconnected(UsageError):
 
 def read_line(conn: socket.socket) -> bytes:
     data = b""
-    while not data.endswith(b"\n"):
+    while b"\n" not in data:  # whatever follows a newline makes the request malformed
         try:
             chunk = conn.recv(brokerproto.MAX_REQUEST - len(data))
         except socket.timeout:
@@ -254,7 +254,7 @@ def read_line(conn: socket.socket) -> bytes:
         if not chunk:
             raise Disconnected("connection closed before the request was complete")
         data += chunk
-        if len(data) >= brokerproto.MAX_REQUEST and not data.endswith(b"\n"):
+        if len(data) >= brokerproto.MAX_REQUEST and b"\n" not in data:
             raise UsageError(f"malformed request: longer than {brokerproto.MAX_REQUEST} bytes")
     return data
 
