@@ -7,11 +7,12 @@ by PID, after every domain it ran."""
 from __future__ import annotations
 
 import os
+import pwd
 import shlex
 import signal
 import subprocess
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from conftest import sh
 from qemutools import wait_for
@@ -170,3 +171,115 @@ def logging_wrapper(path: Path, entry: Path, log: Path) -> Path:
     path.chmod(0o755)
     return path
 
+
+# --- session mode (qemu:///session) -------------------------------------------------
+SESSION_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+# No virtlogd in session mode either; `bridge_helper` is what libvirtd runs for an
+# <interface type='bridge'> when it is not root.
+SESSION_QEMU_CONF = """\
+bridge_helper = "{helper}"
+stdio_handler = "file"
+"""
+
+
+class SessionLibvirtd:
+    """libvirtd in session mode, as the unprivileged `user`, in the test's namespace
+    `ns`: HOME and the XDG directories in `home`, a private 0700 directory the user
+    owns (its passwd entry is not changed: nobody's home is /nonexistent). virsh
+    connects to `qemu:///session` (the daemon's socket named) with the same uid and
+    environment; LIBVIRT_AUTOSTART=0 keeps it from spawning a daemon of its own.
+    Stopped by PID, then every process of the user left in the namespace (its QEMUs,
+    which libvirt daemonizes) by theirs."""
+
+    def __init__(self, ns, home: Path, user: str, helper: Path, env: Dict[str, str]):
+        entry = pwd.getpwnam(user)
+        self.ns, self.home, self.user = ns, home, user
+        self.uid, self.gid = entry.pw_uid, entry.pw_gid
+        self.helper = helper
+        self.log = home / "libvirtd.log"
+        self.env = {"HOME": str(home), "USER": user, "LOGNAME": user, "LC_ALL": "C",
+                    "PATH": SESSION_PATH, "XDG_CONFIG_HOME": str(home / "config"),
+                    "XDG_RUNTIME_DIR": str(home / "run"), "XDG_CACHE_HOME": str(home / "cache"),
+                    "LIBVIRT_AUTOSTART": "0", **env}
+        # The socket named: virsh would look for virtqemud's where that daemon is installed.
+        self.uri = f"qemu:///session?socket={home}/run/libvirt/libvirt-sock"
+        self.process: Optional[subprocess.Popen] = None
+
+    def as_user(self, *argv: str) -> List[str]:
+        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups",
+                "env", "-i", *(f"{k}={v}" for k, v in sorted(self.env.items())), *argv]
+
+    def _make_home(self) -> None:
+        self.home.mkdir(mode=0o700)
+        config = self.home / "config" / "libvirt"
+        config.mkdir(parents=True)
+        (self.home / "run").mkdir(mode=0o700)
+        (self.home / "cache").mkdir()
+        (config / "qemu.conf").write_text(SESSION_QEMU_CONF.format(helper=self.helper))
+        (config / "libvirtd.conf").write_text(f'log_outputs = "3:file:{self.log}"\n')
+        for path in [self.home, *self.home.rglob("*")]:
+            os.chown(path, self.uid, self.gid)
+
+    def start(self, timeout: float = 120) -> None:
+        self._make_home()
+        with open(self.home / "libvirtd.out", "wb") as out:
+            # setpriv and env exec: the Popen's PID is libvirtd's.
+            self.process = self.ns.popen(*self.as_user("libvirtd"), stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=subprocess.STDOUT, cwd="/")
+        ready = wait_for(lambda: self.process.poll() is not None
+                         or self.virsh("version", check=False).returncode == 0, timeout)
+        if not ready or self.process.poll() is not None:
+            said = (self.home / "libvirtd.out").read_text(errors="replace")
+            raise AssertionError(f"session libvirtd did not start: {said} {self.log_tail()}")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def virsh(self, *args: str, check: bool = True, timeout: float = 120
+              ) -> subprocess.CompletedProcess:
+        return self.ns.run(*self.as_user("virsh", "-q", "-c", self.uri, *args),
+                           check=check, timeout=timeout, stdin=subprocess.DEVNULL, cwd="/")
+
+    def domains(self, check: bool = True) -> List[str]:
+        out = self.virsh("list", "--all", "--name", check=check).stdout
+        return [line.strip() for line in out.splitlines() if line.strip()]
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text().splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def user_pids(self) -> List[int]:
+        """The user's processes in the namespace (libvirtd, its QEMUs)."""
+        pids = []
+        for pid in sh("ip", "netns", "pids", self.ns.name).stdout.split():
+            try:
+                if os.stat(f"/proc/{pid}").st_uid == self.uid:
+                    pids.append(int(pid))
+            except FileNotFoundError:
+                pass
+        return pids
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            try:
+                for name in self.domains(check=False):
+                    self.virsh("destroy", name, check=False, timeout=60)
+            except subprocess.TimeoutExpired:
+                pass  # its QEMUs are killed below
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for pid in self.user_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_for(lambda: self.user_pids() == [], 10)
