@@ -114,19 +114,41 @@ def test_qemu_as_nobody_gets_a_tap_on_the_bridge_owned_by_nobody(lab, request):
     assert host.ports("br0") == ["eth0"]
 
 
-def test_booted_guest_of_an_unprivileged_qemu_pings_the_lan(lab, request, tmp_path):
+def boot_as_nobody(lab, request, br: str, net: str) -> list:
+    """A guest of a QEMU running as nobody, on `br` through the helper; what it printed
+    after pinging as `net` says (tools/guest-init.sh)."""
     require_guest()
     host, _, hooks, broker = lab
     console = hooks.dir.parent / "console.log"  # QEMU runs as nobody: not under tmp_path
     console.touch()
     os.chmod(console, 0o666)
-    qemu = qemu_as_nobody(host, hooks, broker, "vlan0", [
+    qemu = qemu_as_nobody(host, hooks, broker, br, [
         "-serial", f"file:{console}", "-kernel", str(GUEST_DIR / "vmlinuz"),
         "-initrd", str(GUEST_DIR / "initrd.img"),
-        "-append", "console=ttyS0 panic=-1 quiet qih.net=192.0.2.10/24,192.0.2.1 qih.wait=20"],
-        request)
+        "-append", f"console=ttyS0 panic=-1 quiet qih.net={net} qih.wait=20"], request)
     _, err = qemu.communicate(timeout=180)  # the guest powers off by itself
-    assert qemutools.console_lines(console) == ["QIH-PING eth0 192.0.2.1 OK", "QIH-DONE"], err
+    return qemutools.console_lines(console), err
+
+
+def test_booted_guest_of_an_unprivileged_qemu_pings_the_lan(lab, request):
+    lines, err = boot_as_nobody(lab, request, "vlan0", "192.0.2.10/24,192.0.2.1")
+    assert lines == ["QIH-PING eth0 192.0.2.1 OK", "QIH-DONE"], err
+
+
+@pytest.mark.parametrize("net, expected", [
+    ("192.0.2.10/24,192.0.2.1", "OK"),
+    ("192.0.2.10/24,192.0.2.1,52:54:00:66:66:66", "FAIL"),  # it changes its MAC
+], ids=["own-mac", "changed-mac"])
+def test_a_guest_behind_the_helper_cannot_send_as_another_mac(lab, request, net, expected):
+    """port_security = "mac" on a helper's TAP: the MAC comes from the -device of the
+    -netdev bridge in QEMU's command line, and frames from any other are dropped."""
+    _, _, hooks, _ = lab
+    hooks.write_config(CONFIG.replace('allow_users = ["nobody"]\n',
+                                      'allow_users = ["nobody"]\nport_security = "mac"\n'))
+    lines, err = boot_as_nobody(lab, request, "br0", net)
+    assert lines == [f"QIH-PING eth0 192.0.2.1 {expected}", "QIH-DONE"], err
+    granted = [l for l in hooks.log_lines() if "broker: granted" in l]
+    assert len(granted) == 1, hooks.log_lines()
 
 
 def test_a_user_not_allowed_gets_bridge_helper_failed_and_no_tap(lab, request):
