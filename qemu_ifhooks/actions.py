@@ -178,20 +178,27 @@ def guest_rules(segment: Segment, ports: Sequence[Port], tap: str,
     if segment.port_security == "off":
         return []
     from .portconfig import Invalid, parse_mac, port_for
-    from .portsecurity import caller_bridge_nic_mac, caller_nic_mac, port_rules
+    from .portsecurity import (caller_bridge_nic_mac, caller_has_bridge_nic, caller_nic_mac,
+                               port_rules)
 
     port = port_for(ports, tap)
     mac = port.mac if port is not None else None
+    pid = qemu_pid or posix.getppid()
     if mac is None:
         # The guest's MAC as QEMU gives it: the NIC of this TAP in the command line
         # of the QEMU that runs this hook.
-        pid = qemu_pid or posix.getppid()
         found = caller_bridge_nic_mac(helper_br, pid) if helper_br else caller_nic_mac(tap, pid)
         try:
             mac = parse_mac(found) if found else None
         except Invalid:
             raise UnavailableError(f"the NIC of {tap} has mac={found}, which is not a guest's "
                                    f"unicast MAC") from None
+    if mac is None and helper_br and not caller_has_bridge_nic(helper_br, pid):
+        raise UnavailableError(
+            f'{segment.key} has port_security = "{segment.port_security}", which needs the '
+            f"guest's MAC, and no QEMU with a NIC on -netdev bridge,br={helper_br} ran the "
+            f"bridge helper (libvirt's session mode runs it itself): give such guests a "
+            f"segment without port_security")
     if mac is None and helper_br:
         raise UnavailableError(
             f'{segment.key} has port_security = "{segment.port_security}", which needs the '

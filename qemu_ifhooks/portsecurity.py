@@ -190,3 +190,10 @@ def caller_bridge_nic_mac(br: str, pid: int) -> Optional[str]:
     """bridge_nic_mac of the process `pid` (the QEMU that ran the bridge helper)."""
     args = _cmdline(pid)
     return bridge_nic_mac(args, br) if args is not None else None
+
+
+def caller_has_bridge_nic(br: str, pid: int) -> bool:
+    """The command line of `pid` has a NIC on `br` through -netdev bridge: False when
+    the helper was not run by such a QEMU (libvirt's session mode runs it itself)."""
+    args = _cmdline(pid)
+    return args is not None and bool(_nic_macs(args, "bridge", lambda s: s.get("br", "br0") == br))

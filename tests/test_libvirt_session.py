@@ -240,3 +240,20 @@ def test_a_refusal_is_in_virshs_error_and_leaves_nothing(lab):
     assert lab.host.snapshot() == before
     refused = [l for l in lab.hooks.log_lines() if "broker: refused" in l]
     assert len(refused) == 1 and f"uid={lab.uid} " in refused[0], refused
+
+
+def test_port_security_refuses_a_session_domain_in_one_line(lab):
+    """libvirtd, not QEMU, runs the helper: no command line names the guest's MAC, so a
+    port_security segment fails closed, with a line that says why, and leaves nothing."""
+    lab.hooks.write_config(CONFIG.replace('allow_users = ["nobody"]\n',
+                                          'allow_users = ["nobody"]\nport_security = "mac"\n'))
+    daemon = lab.start()
+    before = lab.host.snapshot()
+    done, _ = lab.create("ses4", "br0", "console=ttyS0 quiet", "--paused")
+    assert done.returncode == 1
+    assert "stderr=qemu-ifhooks: bridge-helper: vlan.0 has port_security = \"mac\", which " \
+           "needs the guest's MAC, and no QEMU with a NIC on -netdev bridge,br=br0 ran the " \
+           "bridge helper (libvirt's session mode runs it itself)" in done.stderr, done.stderr
+    assert daemon.domains() == [] and lab.qemu_pids() == [] and lab.taps() == []
+    assert lab.host.snapshot() == before
+    assert lab.host.run("nft", "list", "ruleset", check=True).stdout.strip() == ""
