@@ -180,12 +180,15 @@ SWEEP_RETRY = 5.0  # seconds before a sweep that failed is tried again
 
 
 def sweep() -> None:
-    """Remove the nftables rules and ifb devices of the broker's TAPs that are gone: both
-    outlive their TAP, and no downscript runs for a TAP the helper got. Only names of
-    the broker's own pattern: the hooks' TAPs are their downscripts' (and `up`'s)."""
+    """Remove the nftables rules, ifb devices and attachment records of the broker's
+    TAPs that are gone: they outlive their TAP, and no downscript runs for a TAP the
+    helper got. Only names of the broker's own pattern: the hooks' TAPs are their
+    downscripts' (and `up`'s)."""
     from .apply import Executor
+    from .attachments import forget
     from .guards import leftovers
     from .netlink import Netlink
+    from .reattach import read_attachments
 
     with Netlink() as nl:
         for op in leftovers(nl):
@@ -193,6 +196,12 @@ def sweep() -> None:
                 Executor(nl, trace=lambda command: emit(
                     syslog.LOG_INFO, f"broker: sweep {op.ifname}: {command}")).apply([op])
                 emit(syslog.LOG_INFO, f"broker: swept {op.ifname}: its TAP is gone")
+        for record in read_attachments():
+            if not record.tap.startswith(TAP_PREFIX):
+                continue
+            link = nl.get_link(record.tap)
+            if link is None or link.index != record.ifindex:
+                forget(record.tap)
 
 
 # Requests are read concurrently (a client that stalls holds only its own connection,

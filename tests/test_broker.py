@@ -108,10 +108,12 @@ def test_qemu_as_nobody_gets_a_tap_on_the_bridge_owned_by_nobody(lab, request):
     text = hooks.cli(host, "status").stdout
     assert f"owner uid {pwd.getpwnam('nobody').pw_uid} (bridge helper)" in text, text
 
+    assert tap in host.records()
     _, err = qemu.communicate("quit\n", timeout=60)
     assert qemu.returncode == 0, err
     assert wait_for(lambda: taps(host) == []), taps(host)  # the TAP went with QEMU
     assert host.ports("br0") == ["eth0"]
+    assert wait_for(lambda: tap not in host.records(), 10)  # swept when it went
 
 
 def boot_as_nobody(lab, request, br: str, net: str) -> list:
