@@ -1,7 +1,8 @@
 """The bridge helper QEMU runs for `-netdev bridge,br=BR,helper=PATH`, unprivileged.
 
 QEMU runs it as `PATH [--use-vnet] --fd=N --br=BR` and waits for a TAP fd on the
-socket N (SCM_RIGHTS). This helper holds no privilege: it asks the root service
+socket N (SCM_RIGHTS); libvirt's session mode runs it itself, as
+`PATH --use-vnet --br=BR --fd=N`, and hands the fd to QEMU. This helper holds no privilege: it asks the root service
 (`qemu-ifhooks broker`, broker.py) for the TAP and relays the fd, or passes the
 service's one-line refusal on to QEMU's stderr and exits with its status.
 """
