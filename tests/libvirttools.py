@@ -113,12 +113,7 @@ class Libvirtd:
         if self.process is not None and self.process.poll() is None:
             for name in self.domains():
                 self.virsh("destroy", name, check=False)
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            terminate(self.process)
         for pid in sh("ip", "netns", "pids", self.ns.name).stdout.split():
             os.kill(int(pid), signal.SIGKILL)
         for directory in reversed(self.made_dirs):
@@ -126,6 +121,16 @@ class Libvirtd:
                 os.rmdir(directory)
             except OSError:
                 pass
+
+
+def terminate(process: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL if the daemon has not exited within `timeout`."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def domain_xml(name: str, guest_dir: Path, cmdline: str, nics: List[str],
@@ -271,12 +276,7 @@ class SessionLibvirtd:
                     self.virsh("destroy", name, check=False, timeout=60)
             except subprocess.TimeoutExpired:
                 pass  # its QEMUs are killed below
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            terminate(self.process)
         for pid in self.user_pids():
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -15,50 +15,13 @@ import time
 import pytest
 
 import qemutools
+from brokertools import CONFIG, Broker
 from conftest import BIN, CLI, GUEST_DIR, assert_one_line_error, require_guest, require_qemu
 from qemutools import wait_for
 
 HELPER = BIN / "qemu-ifhooks-bridge-helper"
 MAC = "00:16:3e:00:02:01"
-CONFIG = """\
-[vlan.0]
-bridge = "br0"
-uplink = "eth0"
-allow_users = ["nobody"]
-
-[vlan.1]
-bridge = "br1"
-uplink = "eth1"
-allow_groups = ["qih-no-such-group"]
-"""
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-
-
-class Broker:
-    def __init__(self, host, hooks, request):
-        self.socket = str(hooks.dir.parent / "broker.sock")  # a 0755 directory: nobody gets in
-        self.process = host.popen(CLI, "broker", "--socket", self.socket, env=hooks.env(),
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        request.addfinalizer(self.stop)
-        assert wait_for(lambda: os.path.exists(self.socket) or self.process.poll() is not None,
-                        15), "broker did not start"
-        assert self.process.poll() is None, self.process.communicate()
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid  # `ip netns exec` execs: the broker's own PID
-
-    def fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
-
-    def rss_kb(self) -> int:
-        with open(f"/proc/{self.pid}/status") as status:
-            return int(next(l for l in status if l.startswith("VmRSS:")).split()[1])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        self.process.communicate(timeout=15)
 
 
 @pytest.fixture

@@ -15,57 +15,18 @@ import json
 import os
 import pwd
 import shutil
-import subprocess
 
 import pytest
 
 import libvirttools
+from brokertools import CONFIG, Broker
 import qemutools
-from conftest import BIN, CLI, GUEST_DIR, cannot_run, require_guest, sh
+from conftest import BIN, GUEST_DIR, cannot_run, require_guest, sh
 from qemutools import wait_for
 
 HELPER = BIN / "qemu-ifhooks-bridge-helper"
 USER = "nobody"
 MAC = "52:54:00:16:00:0a"
-CONFIG = """\
-[vlan.0]
-bridge = "br0"
-uplink = "eth0"
-allow_users = ["nobody"]
-
-[vlan.1]
-bridge = "br1"
-uplink = "eth1"
-allow_groups = ["qih-no-such-group"]
-"""
-
-
-class Broker:
-    """`qemu-ifhooks broker` as root in the test's namespace, stopped by PID."""
-
-    def __init__(self, host, hooks):
-        self.socket = str(hooks.dir.parent / "broker.sock")  # in a 0755 directory
-        self.process = host.popen(CLI, "broker", "--socket", self.socket, env=hooks.env(),
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
-        assert wait_for(lambda: os.path.exists(self.socket) or self.process.poll() is not None,
-                        15), "broker did not start"
-        assert self.process.poll() is None, self.process.communicate()
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid  # `ip netns exec` execs: the broker's own PID
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.communicate()
-
-
 class Lab:
     def __init__(self, host, lan, hooks, broker, request):
         self.host, self.lan, self.hooks, self.broker = host, lan, hooks, broker
@@ -129,8 +90,7 @@ def lab(make_netns, hooks, request):
     host, lan = qemutools.make_lab(make_netns, "qih-ses")
     hooks.write_config(CONFIG)
     hooks.log.touch()
-    broker = Broker(host, hooks)
-    request.addfinalizer(broker.stop)
+    broker = Broker(host, hooks, request)
     return Lab(host, lan, hooks, broker, request)
 
 
