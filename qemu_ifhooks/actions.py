@@ -9,9 +9,9 @@ from .apply import Executor, verify_attached
 from .errors import PermissionDenied, UnavailableError
 from .lock import BridgeLock, guards_used
 from .netlink import BridgeVlan, Link, Netlink
-from .plan import (Op, RemovePortRules, Unshape, check_offloads, plan_attach, plan_bridge,
-                   plan_detach, plan_teardown, require_not_elsewhere, require_tap,
-                   uplink_needs_attaching)
+from .ops import Op, RemovePortRules, Unshape
+from .plan import (check_offloads, plan_attach, plan_bridge, plan_detach, plan_teardown,
+                   require_not_elsewhere, require_tap, uplink_needs_attaching)
 from .record import Record
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start

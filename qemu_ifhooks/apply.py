@@ -7,10 +7,11 @@ import errno
 from .errors import HookError, KernelError, PermissionDenied, UnavailableError
 from .lock import mark_guards_used
 from .netlink import Link, MissingKernelFeature, Netlink
-from .plan import (BridgeVlanAdd, BridgeVlanDel, CreateBridge, CreateVlan, DeleteLink, Op,
-                   RemovePortRules, SetAlias, SetDown, SetMaster, SetMtu, SetNoMaster,
-                   SetPortIsolated, SetPortRules, SetUp, ShapeGuest, Unshape, kernel_lacks)
-from .vxlan import CreateVxlan, FdbAppend, FdbDel, SetBridgePort
+from .ops import (BridgeVlanAdd, BridgeVlanDel, CreateBridge, CreateVlan, CreateVxlan, DeleteLink,
+                  FdbAppend, FdbDel, Op, RemovePortRules, SetAlias, SetBridgePort, SetDown,
+                  SetMaster, SetMtu, SetNoMaster, SetPortIsolated, SetPortRules, SetUp,
+                  ShapeGuest, Unshape)
+from .plan import kernel_lacks
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:

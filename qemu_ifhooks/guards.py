@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Dict, List
 
 from .netlink import Netlink
-from .plan import Op, RemovePortRules, Unshape
+from .ops import Op, RemovePortRules, Unshape
 
 IFB_MARK = "qemu-ifhooks: "
 

@@ -1,7 +1,7 @@
 """Pure planning: from a segment and the observed links to a list of operations.
 
-Each operation is a small value that can say what it does as the equivalent `ip`
-command; `apply.py` carries them out. Nothing here touches the kernel, so every
+Each operation (ops.py) is a small value that can say what it does as the equivalent
+`ip` command; `apply.py` carries them out. Nothing here touches the kernel, so every
 decision a hook makes can be tested with plain values.
 """
 
@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from .errors import NotATapError, UnavailableError
 from .netlink import FEATURE_8021Q, FEATURE_BRIDGE_VLAN_FILTERING, IFF_UP, BridgeVlan, Link
+from .ops import (BridgeVlanAdd, BridgeVlanDel, CreateBridge, CreateVlan, DeleteLink, Op,
+                  RemovePortRules, SetAlias, SetDown, SetMaster, SetMtu, SetNoMaster,
+                  SetPortIsolated, SetPortRules, SetUp, ShapeGuest, Unshape)
 from .record import Record
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
@@ -22,215 +25,6 @@ if TYPE_CHECKING:
 
 BRIDGE_DEFAULT_MTU = 1500  # what the kernel gives a new bridge (ETH_DATA_LEN)
 MIN_MTU = 68
-
-
-def mac_text(address: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in address)
-
-
-_SHELL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./-_")
-
-
-def shell_quote(word: str) -> str:
-    """shlex.quote, without the import of `re` that shlex costs every hook start: a TAP
-    name comes from QEMU's ifname= and may hold anything the kernel allows."""
-    if word and all(c in _SHELL_SAFE for c in word):
-        return word
-    return "'" + word.replace("'", "'\"'\"'") + "'"
-
-
-class Op(Record):
-    """One change to the kernel; `command()` says it as the `ip`/`bridge` equivalent."""
-
-    __slots__ = ()
-    # Several kernel changes in one op: its undo also runs when it fails midway.
-    compound = False
-
-    def command(self) -> str:
-        raise NotImplementedError
-
-
-class CreateBridge(Op):
-    __slots__ = (
-        "bridge",
-        "address",
-        "stp",
-        "forward_delay",  # seconds
-        # VLAN filtering on, and no default PVID: a new port is in no VLAN until the
-        # hook gives it its own (the kernel's default would put every port in VLAN 1).
-        "vlan_aware",
-    )
-    _defaults = {"vlan_aware": False}
-
-    @property
-    def ifname(self) -> str:
-        """The link the op creates, named as in every other op."""
-        return self.bridge
-
-    def command(self) -> str:
-        vlans = " vlan_filtering 1 vlan_default_pvid 0" if self.vlan_aware else ""
-        return (f"ip link add {shell_quote(self.bridge)} address {mac_text(self.address)} type bridge "
-                f"stp_state {int(self.stp)} forward_delay {self.forward_delay * 100}{vlans}")
-
-
-class CreateVlan(Op):
-    __slots__ = ("ifname", "parent", "vid")
-
-    def command(self) -> str:
-        return (f"ip link add link {shell_quote(self.parent)} name {shell_quote(self.ifname)} "
-                f"type vlan id {self.vid}")
-
-
-class SetAlias(Op):
-    __slots__ = (
-        "ifname",
-        "alias",
-    )
-
-    def command(self) -> str:
-        return f"ip link set dev {shell_quote(self.ifname)} alias {shell_quote(self.alias)}"
-
-
-class BridgeVlanAdd(Op):
-    __slots__ = (
-        "ifname",
-        "vid",
-        "pvid_untagged",  # the port's own VLAN, untagged; else tagged
-    )
-    _defaults = {"pvid_untagged": False}
-
-    def command(self) -> str:
-        flags = " pvid untagged" if self.pvid_untagged else ""
-        return f"bridge vlan add dev {shell_quote(self.ifname)} vid {self.vid}{flags}"
-
-
-class BridgeVlanDel(Op):
-    __slots__ = ("ifname", "vid")
-
-    def command(self) -> str:
-        return f"bridge vlan del dev {shell_quote(self.ifname)} vid {self.vid}"
-
-
-class SetMtu(Op):
-    __slots__ = ("ifname", "mtu")
-
-    def command(self) -> str:
-        return f"ip link set dev {shell_quote(self.ifname)} mtu {self.mtu}"
-
-
-class SetMaster(Op):
-    __slots__ = ("ifname", "master")
-
-    def command(self) -> str:
-        return f"ip link set dev {shell_quote(self.ifname)} master {shell_quote(self.master)}"
-
-
-class SetNoMaster(Op):
-    __slots__ = ("ifname",)
-
-    def command(self) -> str:
-        return f"ip link set dev {shell_quote(self.ifname)} nomaster"
-
-
-class SetUp(Op):
-    __slots__ = ("ifname",)
-
-    def command(self) -> str:
-        return f"ip link set dev {shell_quote(self.ifname)} up"
-
-
-class SetDown(Op):
-    __slots__ = ("ifname",)
-
-    def command(self) -> str:
-        return f"ip link set dev {shell_quote(self.ifname)} down"
-
-
-class DeleteLink(Op):
-    __slots__ = ("ifname",)
-
-    def command(self) -> str:
-        return f"ip link del dev {shell_quote(self.ifname)}"
-
-
-class SetPortRules(Op):
-    """The TAP's chain in the bridge table holds exactly `rules`, and its frames go
-    there (nftables.py); written whole or not at all."""
-
-    __slots__ = (
-        "ifname",
-        "rules",  # a tuple of portsecurity.Rule
-    )
-
-    def command(self) -> str:
-        from .nftables import PORTS_MAP, TABLE, port_chain
-
-        chain = f"bridge {TABLE} {port_chain(self.ifname)}"
-        script = [f"add chain {chain}", f"flush chain {chain}"]
-        script += [f"add rule {chain} {rule.text}" for rule in self.rules]
-        script.append(f"add element bridge {TABLE} {PORTS_MAP} {{ {nft_string(self.ifname)} : "
-                      f"jump {port_chain(self.ifname)} }}")
-        return f"nft {shell_quote('; '.join(script))}"
-
-
-class RemovePortRules(Op):
-    __slots__ = ("ifname",)
-
-    def command(self) -> str:
-        from .nftables import PORTS_MAP, TABLE, port_chain
-
-        return "nft " + shell_quote(f"delete element bridge {TABLE} {PORTS_MAP} "
-                                    f"{{ {nft_string(self.ifname)} }}; delete chain bridge {TABLE} "
-                                    f"{port_chain(self.ifname)}")
-
-
-class SetPortIsolated(Op):
-    __slots__ = ("ifname", "isolated")
-
-    def command(self) -> str:
-        return f"bridge link set dev {shell_quote(self.ifname)} isolated {'on' if self.isolated else 'off'}"
-
-
-class ShapeGuest(Op):
-    """The TAP's rate limits (tc.py), replacing whatever shaping it had."""
-
-    __slots__ = ("ifname", "rx_mbit", "tx_mbit")
-    compound = True
-
-    def command(self) -> str:
-        from .tc import HOOKS, MARK, ifb_name, tbf_limits
-
-        tap = shell_quote(self.ifname)
-        steps = [f"tc qdisc del dev {tap} clsact", f"tc qdisc add dev {tap} clsact"]
-        for direction, mbit in (("rx", self.rx_mbit), ("tx", self.tx_mbit)):
-            if mbit:
-                ifb = shell_quote(ifb_name(direction, self.ifname))
-                _, burst, limit = tbf_limits(mbit)
-                hook = "egress" if HOOKS[direction] == HOOKS["rx"] else "ingress"
-                steps += [f"ip link add {ifb} type ifb",
-                          f"ip link set dev {ifb} alias {shell_quote(MARK.format(direction=direction, tap=self.ifname))} up",
-                          f"tc qdisc replace dev {ifb} root tbf rate {mbit}mbit burst {burst} limit {limit}",
-                          f"tc filter add dev {tap} {hook} protocol all u32 match u32 0 0 "
-                          f"action mirred egress redirect dev {ifb}"]
-        return "; ".join(steps)
-
-
-class Unshape(Op):
-    """No rate limits for the TAP: its ifb devices (which outlive it) and clsact go."""
-
-    __slots__ = ("ifname",)
-
-    def command(self) -> str:
-        from .tc import ifb_name
-
-        tap = shell_quote(self.ifname)
-        return "; ".join([f"tc qdisc del dev {tap} clsact"] + [
-            f"ip link del dev {shell_quote(ifb_name(d, self.ifname))}" for d in ("rx", "tx")])
-
-
-def nft_string(name: str) -> str:
-    """An interface name as nft quotes it."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class Plan(Record):

@@ -20,6 +20,7 @@ prints, and its expressions, which nftables.py sends.
 from __future__ import annotations
 
 from .nftables import ACCEPT, DROP, Bitwise, Cmp, Meta, Payload, Verdict
+from .ops import mac_text
 from .portconfig import masked, prefix_text
 from .record import Record
 
@@ -44,10 +45,6 @@ class Rule(Record):
 
 def rule(text: str, expressions: list) -> Rule:
     return Rule(text, tuple(expressions))
-
-
-def mac_text(mac: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in mac)
 
 
 def link_local(mac: bytes) -> bytes:

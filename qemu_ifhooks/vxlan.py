@@ -15,7 +15,8 @@ from __future__ import annotations
 import _socket as socket  # not `socket`: see nlsocket.py
 
 from .errors import UnavailableError
-from .plan import Op, SetAlias, SetMaster, SetMtu, SetUp, describe_link, shell_quote, vlan_mark
+from .ops import CreateVxlan, FdbAppend, FdbDel, Op, SetAlias, SetBridgePort, SetMaster, SetMtu, SetUp
+from .plan import describe_link, vlan_mark
 from .record import Record
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 MAX_VNI = (1 << 24) - 1
 # Outer Ethernet (14) + IP (20, or 40 for IPv6) + UDP (8) + VXLAN (8) headers.
 OVERHEAD = {socket.AF_INET: 50, socket.AF_INET6: 70}
-VXLAN_PORT = 4789
 
 
 def ip_family(address: str) -> int:
@@ -210,46 +210,6 @@ def parse_evpn(table: Dict[str, Any], keypath: str,
         raise fail(f"{keypath}.pathspace", f"expected the name of an FRR instance (vtysh -N "
                                            f"NAME), got {pathspace!r}")
     return EvpnConfig(asn, tuple(normal), router_id, pathspace)
-
-
-# --- operations -------------------------------------------------------------------------
-
-class CreateVxlan(Op):
-    __slots__ = ("ifname", "vni", "local", "dev", "group", "learning", "mtu")
-
-    def command(self) -> str:
-        group = f" group {self.group}" if self.group else ""
-        learning = "" if self.learning else " nolearning"
-        mtu = f" mtu {self.mtu}" if self.mtu else ""
-        return (f"ip link add {shell_quote(self.ifname)}{mtu} type vxlan id {self.vni} "
-                f"local {self.local} dev {shell_quote(self.dev)} dstport {VXLAN_PORT}"
-                f"{group}{learning}")
-
-
-class SetBridgePort(Op):
-    """The port flags EVPN wants: zebra, not the bridge, says which MAC is where, and
-    answers ARP/ND for remote guests."""
-
-    __slots__ = ("ifname", "learning", "neigh_suppress")
-
-    def command(self) -> str:
-        return (f"bridge link set dev {shell_quote(self.ifname)} learning "
-                f"{'on' if self.learning else 'off'} neigh_suppress "
-                f"{'on' if self.neigh_suppress else 'off'}")
-
-
-class FdbAppend(Op):
-    __slots__ = ("ifname", "dst")
-
-    def command(self) -> str:
-        return f"bridge fdb append 00:00:00:00:00:00 dev {shell_quote(self.ifname)} dst {self.dst}"
-
-
-class FdbDel(Op):
-    __slots__ = ("ifname", "dst")
-
-    def command(self) -> str:
-        return f"bridge fdb del 00:00:00:00:00:00 dev {shell_quote(self.ifname)} dst {self.dst}"
 
 
 # --- planning ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import _socket as socket  # not `socket`: see nlsocket.py
 
 from .netlink import Netlink, _ifname, _parse_link
 from .nlsocket import _NLM_F_CREATE, _NLM_F_EXCL, _U32, _attr, _attrs, _nested, _u32_attr
+from .ops import VXLAN_PORT
 from .record import Record
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
@@ -43,7 +44,6 @@ _NDMSG = struct.Struct("=BxxxiHBB")  # family, ifindex, state, flags, type
 _IFADDRMSG = struct.Struct("=BBBBI")
 _BE16 = struct.Struct("!H")
 
-VXLAN_PORT = 4789  # IANA; the kernel's default is Linux's old 8472
 ALL_ZEROS = "00:00:00:00:00:00"  # the fdb entry that floods BUM traffic to a VTEP
 
 

@@ -8,12 +8,11 @@ import pytest
 from qemu_ifhooks.config import Segment
 from qemu_ifhooks.errors import NotATapError, UnavailableError
 from qemu_ifhooks.netlink import IFF_LOWER_UP, IFF_RUNNING, IFF_UP, BridgeVlan, Link
-from qemu_ifhooks.plan import (BridgeVlanAdd, BridgeVlanDel, CreateBridge, CreateVlan,
-                               DeleteLink, Plan, SetAlias, SetDown, SetMaster, SetMtu,
-                               SetNoMaster, SetUp, check_offloads, derived_bridge_mac,
-                               kernel_lacks, made_by_hooks, offload_problem, plan_attach,
-                               plan_bridge, plan_detach, plan_teardown, predicted_bridge,
-                               require_tap)
+from qemu_ifhooks.ops import (BridgeVlanAdd, BridgeVlanDel, CreateBridge, CreateVlan, DeleteLink,
+                              SetAlias, SetDown, SetMaster, SetMtu, SetNoMaster, SetUp)
+from qemu_ifhooks.plan import (Plan, check_offloads, derived_bridge_mac, kernel_lacks,
+                               made_by_hooks, offload_problem, plan_attach, plan_bridge,
+                               plan_detach, plan_teardown, predicted_bridge, require_tap)
 
 UP = IFF_UP | IFF_RUNNING | IFF_LOWER_UP
 DOWN = 0

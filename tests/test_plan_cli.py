@@ -10,8 +10,8 @@ from conftest import CLI, SEED_CONFIG, assert_one_line_error, planned_commands
 
 from qemu_ifhooks.config import Segment
 from qemu_ifhooks.netlink import IFF_UP, Link
-from qemu_ifhooks.plan import (PREDICTED_INDEX, CreateBridge, SetMaster, SetMtu, SetUp,
-                               plan_attach, plan_bridge, predicted_bridge)
+from qemu_ifhooks.ops import CreateBridge, SetMaster, SetMtu, SetUp
+from qemu_ifhooks.plan import PREDICTED_INDEX, plan_attach, plan_bridge, predicted_bridge
 
 
 def plan(ns, hooks, *args):
