@@ -30,8 +30,10 @@ LAUNCHER = """\
 # the standard library and the one directory below. It acts by this file's name.
 # config: the file it reads whatever the caller's environment says (libvirtd and
 # systemd clear it); None: $QEMU_IFHOOKS_CONFIG, else the default.
+import gc
 import sys
 
+gc.disable()  # a run of milliseconds: a collection costs more than it frees
 sys.path.append({libdir!r})
 
 from qemu_ifhooks.hook import main  # noqa: E402 - after the path is known
