@@ -214,10 +214,10 @@ def guest_rules(segment: Segment, ports: Sequence[Port], tap: str,
 
 def attach(nl: Netlink, segment: Segment, tap: str, trace: Trace,
            warn: Callable[[str], None], ports: Sequence[Port] = (),
-           qemu_pid: Optional[int] = None, helper_br: Optional[str] = None) -> None:
+           qemu_pid: Optional[int] = None, helper_br: Optional[str] = None) -> Link:
     """ifup: one run, rolled back whole if any step fails (the bridge it built included),
-    so that a failed ifup leaves the kernel as it was. `ports`: the config's [port]
-    tables; `qemu_pid`, `helper_br`: see guest_rules."""
+    so that a failed ifup leaves the kernel as it was; returns the TAP as read back.
+    `ports`: the config's [port] tables; `qemu_pid`, `helper_br`: see guest_rules."""
     link = nl.get_link(tap)
     if link is None:
         raise UnavailableError(f"{tap} does not exist (QEMU creates it before running the hook)")
@@ -233,7 +233,7 @@ def attach(nl: Netlink, segment: Segment, tap: str, trace: Trace,
                            rules=rules, has_rules=not rules and port_rules_exist(tap),
                            has_shaping=not shaped and shaping_exists(nl, tap))
         run.apply(plan.ops)
-        verify_attached(nl, tap, bridge)
+        return verify_attached(nl, tap, bridge)
 
 
 def detach(nl: Netlink, segment: Segment, tap: str, trace: Trace,

@@ -164,12 +164,11 @@ def grant(config: Config, caller: Caller, br: str, vnet: bool) -> Tuple[int, str
     try:
         label = f"broker: {tap}"
         with Netlink() as nl:
-            attach(nl, segment, tap, lambda command: emit(syslog.LOG_INFO, f"{label}: {command}"),
-                   lambda message: emit(syslog.LOG_WARNING, f"{label}: warning: {message}"),
-                   config.ports, qemu_pid=parent_of(caller.pid), helper_br=br)
-            link = nl.get_link(tap)
-            if link is not None:
-                remember(tap, link.index, segment.vlan, segment.bridge, parent_of(caller.pid))
+            link = attach(nl, segment, tap,
+                          lambda command: emit(syslog.LOG_INFO, f"{label}: {command}"),
+                          lambda message: emit(syslog.LOG_WARNING, f"{label}: warning: {message}"),
+                          config.ports, qemu_pid=parent_of(caller.pid), helper_br=br)
+            remember(tap, link.index, segment.vlan, segment.bridge, parent_of(caller.pid))
     except BaseException:
         os.close(fd)  # the TAP goes with it
         raise

@@ -25,6 +25,8 @@ TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
     from typing import List, Optional
 
+    from .netlink import Link
+
 
 def run(hook: HookName, tap: str, label: str, config_path: Optional[str] = None) -> None:
     """One hook action, logged with its result and duration whatever the outcome."""
@@ -39,9 +41,9 @@ def run(hook: HookName, tap: str, label: str, config_path: Optional[str] = None)
         try:
             with Netlink() as nl:
                 if hook.action == IFUP:
-                    attach(nl, segment, tap, log.op, lambda message: warn(label, message),
-                           config.ports)
-                    _remember(nl, segment, tap, log)
+                    link = attach(nl, segment, tap, log.op, lambda message: warn(label, message),
+                                  config.ports)
+                    _remember(link, segment, log)
                 else:
                     detach(nl, segment, tap, log.op, log.note)
                     forget(tap)
@@ -56,18 +58,17 @@ def run(hook: HookName, tap: str, label: str, config_path: Optional[str] = None)
     log.finish("ok")
 
 
-def _remember(nl: Netlink, segment, tap: str, log: ActionLog) -> None:
+def _remember(tap: Link, segment, log: ActionLog) -> None:
     """Record the attachment for `qemu-ifhooks up`. Best effort: the TAP is attached
     already, and nothing about a record may fail the VM's start."""
     try:
-        link = nl.get_link(tap)
-        saved = link is not None and remember(tap, link.index, segment.vlan, segment.bridge,
-                                              posix.getppid())  # QEMU, or libvirtd
+        saved = remember(tap.name, tap.index, segment.vlan, segment.bridge,
+                         posix.getppid())  # QEMU, or libvirtd
     except Exception:  # noqa: BLE001 - see above
         saved = False
     if not saved:
         log.note(f"could not record the attachment under {ATTACHED_DIR}; 'qemu-ifhooks up' "
-                 f"will not put {tap} back if {segment.bridge} is rebuilt")
+                 f"will not put {tap.name} back if {segment.bridge} is rebuilt")
 
 
 def main(argv: Optional[List[str]] = None, config: Optional[str] = None) -> None:
