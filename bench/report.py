@@ -237,7 +237,9 @@ class Report:
                  "qemu-bridge-helper": "`-netdev bridge` (qemu-bridge-helper)",
                  "debian": "Debian's `/etc/qemu-ifup` / `qemu-ifdown`",
                  "ours": "our hooks, packaged launcher",
-                 "installed": "our hooks, the entries `qemu-ifhooks install` writes"}
+                 "installed": "our hooks, the entries `qemu-ifhooks install` writes",
+                 "interpreter": "`#!/usr/bin/python3 -IS` doing nothing, as both scripts "
+                                "(the floor of any Python hook)"}
         base = vm["script=no"]["ms"]
         rows = []
         for key, name in names.items():

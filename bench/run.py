@@ -278,6 +278,11 @@ def make_hook_dir(workdir: Path) -> None:
     for entry in (f"ifup-{BRIDGE}", f"ifdown-{BRIDGE}", f"ifup-{PLAIN}", f"ifup-{GUARDED}",
                   f"ifup-{VXLAN_BRIDGE}"):
         (hooks / entry).symlink_to("qemu-ifhook")
+    # The floor of a Python hook as QEMU runs it: the interpreter started the hook's way,
+    # doing nothing (the TAP stays off the bridge).
+    interpreter = hooks / "interpreter-only"
+    interpreter.write_text(f"#!{PYTHON} -IS\n")
+    interpreter.chmod(0o755)
     sys.path.insert(0, str(CHECKOUT))
     from qemu_ifhooks.install import launcher
 
@@ -848,6 +853,7 @@ class Worker:
                  f"runs each, alternating")
         (self.workdir / "etc-overlay").mkdir()
         tap = "vm-tap0"
+        interpreter = self.workdir / "hooks" / "interpreter-only"
 
         def tap_with(up, down):
             return f"tap,id=n0,ifname={tap},script={up},downscript={down}"
@@ -858,6 +864,7 @@ class Worker:
             ("ours", lambda: self.vm_once(tap_with(self.ifup, self.ifdown), tap)),
             ("installed", lambda: self.vm_once(tap_with(self.installed["ifup"],
                                                         self.installed["ifdown"]), tap)),
+            ("interpreter", lambda: self.vm_once(tap_with(interpreter, interpreter), tap)),
         ], runs=runs, warmup=warmup)
 
     def let_config_settle(self) -> None:
