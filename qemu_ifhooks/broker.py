@@ -6,9 +6,10 @@ caller with SO_PEERCRED, checks the segment's allow_users/allow_groups, creates 
 owned by the caller, does for it what ifup does (actions.attach) and hands the fd back.
 The TAP lives as long as QEMU holds that fd.
 
-One request at a time, each with a short timeout: a request takes milliseconds, and
-serial handling means a hostile client can delay others but never make the service
-hold more than one connection, fd or TAP of its own.
+Requests are read concurrently, each within a short timeout and at most a few per user,
+and granted one at a time: a request takes milliseconds, and a hostile client can hold
+only its own connections, never the service's TAPs. When a TAP of the broker's goes,
+the kernel says so (linkwatch.py) and the state it left is swept.
 """
 
 from __future__ import annotations
@@ -325,6 +326,7 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
     from .config import load_config
 
     load_config(config_path)  # refuse to start on a config that does not load
+    watch = LinkWatch()  # before the socket: nothing to undo if it cannot be had
     sock = activated_socket() if socket_path is None else None
     path = None
     if sock is None:
@@ -359,10 +361,9 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
                 if not active[caller.uid]:
                     del active[caller.uid]
 
-    # The rules and ifb devices of a TAP outlive it: sweep when one of ours goes (the
-    # kernel's RTM_DELLINK), when the kernel dropped such events, and once at start for
-    # what a broker before this one left.
-    watch = LinkWatch()
+    # The rules, ifb devices and record of a TAP outlive it: sweep when one of ours goes
+    # (the kernel's RTM_DELLINK), when the kernel dropped such events, and once at start
+    # for what a broker before this one left.
     sweep_due = True
     sock.setblocking(False)
     try:
