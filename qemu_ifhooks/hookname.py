@@ -14,8 +14,6 @@ from .record import Record
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
-    from typing import Optional
-
     from .config import Config, Segment
 
 IFUP, IFDOWN = "ifup", "ifdown"

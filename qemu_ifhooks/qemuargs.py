@@ -14,7 +14,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 from .errors import UsageError
 from .ifname import IFNAMSIZ, ifname_problem
-from .qemuopts import join_opts, split_opts  # noqa: F401 - split_opts: for translate.py
+from .qemuopts import join_opts
 
 DEFAULT_MODEL = "virtio-net-pci"
 # `-net nic,model=` names that are not device names (QEMU maps them itself).

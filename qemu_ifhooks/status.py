@@ -15,7 +15,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .config import Config
 from .inventory import NET_ADDR_SET, Inventory, LinkInfo
-from .qemuargs import split_opts
+from .qemuopts import split_opts
 from .reattach import Attachment, detached, read_attachments
 
 JSON_VERSION = 1

@@ -14,8 +14,8 @@ from typing import Dict, List, Optional, Sequence, Set
 
 from .errors import UsageError
 from .ifname import ifname_problem
-from .qemuargs import (Option, device_arg, device_model, hubport_arg, is_qemu_id, netdev_arg,
-                       split_opts)
+from .qemuargs import Option, device_arg, device_model, hubport_arg, is_qemu_id, netdev_arg
+from .qemuopts import split_opts
 
 # The -net backends that -netdev has under the same name and options.
 BACKENDS = ("tap", "user", "bridge", "socket", "l2tpv3", "vde", "netmap")

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
     from .config import Segment
     from .netlink import Link
-    from .vxlannl import Vxlan
 
 MAX_VNI = (1 << 24) - 1
 # Outer Ethernet (14) + IP (20, or 40 for IPv6) + UDP (8) + VXLAN (8) headers.

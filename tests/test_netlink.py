@@ -119,7 +119,7 @@ def test_alias_set_read_and_cleared(ns):
     """IFLA_IFALIAS: what the codec writes, iproute2 and pyroute2 read, and back."""
     ns.ip("link", "add", "va", "type", "veth", "peer", "name", "vb")
     ns.ip("link", "set", "vb", "alias", "set by ip: vb")
-    va, vb = ns.index("va"), ns.index("vb")
+    va = ns.index("va")
     got = ns.probe([
         {"op": "get_link", "name": "va"},
         {"op": "set_link", "index": va, "alias": "qemu-ifhooks: vlan.1"},

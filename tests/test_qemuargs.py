@@ -15,7 +15,8 @@ from conftest import CLI, SEED_CONFIG, assert_one_line_error, require_qemu, sh
 from qemutools import QEMU_BASE, info_network_and_quit, start, wait_for
 
 from qemu_ifhooks.ifname import ifname_problem
-from qemu_ifhooks.qemuargs import join_opts, split_opts, vm_mac, vm_tap_name
+from qemu_ifhooks.qemuargs import join_opts, vm_mac, vm_tap_name
+from qemu_ifhooks.qemuopts import split_opts
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SEED_ARGS = shlex.split((GOLDEN / "seed-legacy.args").read_text())

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from conftest import CLI, Hooks, Netns, cannot_run, sh
+from conftest import Hooks, Netns, cannot_run, sh
 from qemutools import wait_for
 
 VNI = 5007
