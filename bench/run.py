@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import glob
 import json
 import os
 import shutil
@@ -35,6 +36,7 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 CHECKOUT = BENCH_DIR.parent  # the directory holding qemu_ifhooks/
+RUN_DIR = "/run/qemu-ifhooks"  # the hooks' locks, records and marks (lock.py)
 PYTHON = "/usr/bin/python3"  # what packaged hooks run with; never the python3 on PATH
 DEBIAN_IFUP = "/etc/qemu-ifup"
 DEBIAN_IFDOWN = "/etc/qemu-ifdown"
@@ -226,6 +228,8 @@ def namespace(name):
     if name in existing.split():
         raise SystemExit(f"bench: namespace {name} exists already; not touching it")
     subprocess.run(["ip", "netns", "add", name], check=True)
+    inode = os.stat(f"/run/netns/{name}").st_ino
+    forget_namespace_state(inode)
     state = {}
     try:
         yield state
@@ -242,12 +246,24 @@ def namespace(name):
                     worker.kill()
                     worker.wait()
             _end_processes_in(name)
+            forget_namespace_state(inode)
             result = subprocess.run(["ip", "netns", "del", name], capture_output=True, text=True)
             if result.returncode != 0:
                 print(f"bench: could not delete namespace {name}: {result.stderr.strip()}; "
                       f"delete it with: ip netns del {name}", file=sys.stderr)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def forget_namespace_state(inode: int) -> None:
+    """Remove what the hooks keep under /run/qemu-ifhooks for the namespace with this
+    inode: its locks, attachment records and the mark that port security was used
+    there. The kernel gives a later namespace the same inode, which would inherit them:
+    a stale mark alone makes every plain ifup look for a killed VM's rules."""
+    for pattern in (f"{RUN_DIR}/{inode}-*", f"{RUN_DIR}/attached/{inode}-*"):
+        for path in glob.glob(pattern):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def _end_processes_in(name):
