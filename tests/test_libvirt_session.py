@@ -150,10 +150,12 @@ def test_session_domain_on_a_bridge_gets_its_tap_from_the_broker_and_pings_the_l
     assert [e["ifname"] for e in fdb if e["mac"] == MAC] == [tap], fdb  # the guest's frames
     assert host.ports("br0") == sorted(["eth0", tap])  # still, while the domain ran
 
+    assert tap in host.records()
     daemon.virsh("destroy", "ses1")
     assert wait_for(lambda: lab.taps() == [] and lab.qemu_pids() == [], 60), lab.taps()
     assert host.ports("br0") == ["eth0"]
     assert daemon.domains() == []
+    assert wait_for(lambda: tap not in host.records(), 10)  # the broker swept it
 
 
 def test_libvirtd_runs_the_helper_itself_as_its_user_with_its_environment(lab):
