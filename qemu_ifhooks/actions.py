@@ -193,13 +193,13 @@ def guest_rules(segment: Segment, ports: Sequence[Port], tap: str,
         except Invalid:
             raise UnavailableError(f"the NIC of {tap} has mac={found}, which is not a guest's "
                                    f"unicast MAC") from None
-    if mac is None and helper_br and not caller_has_bridge_nic(helper_br, pid):
-        raise UnavailableError(
-            f'{segment.key} has port_security = "{segment.port_security}", which needs the '
-            f"guest's MAC, and no QEMU with a NIC on -netdev bridge,br={helper_br} ran the "
-            f"bridge helper (libvirt's session mode runs it itself): give such guests a "
-            f"segment without port_security")
     if mac is None and helper_br:
+        if not caller_has_bridge_nic(helper_br, pid):
+            raise UnavailableError(
+                f'{segment.key} has port_security = "{segment.port_security}", which needs '
+                f"the guest's MAC, and no QEMU with a NIC on -netdev bridge,br={helper_br} "
+                f"ran the bridge helper (libvirt's session mode runs it itself): give such "
+                f"guests a segment without port_security")
         raise UnavailableError(
             f'{segment.key} has port_security = "{segment.port_security}", which needs the '
             f"guest's MAC: give the NIC of -netdev bridge,br={helper_br} a mac= in QEMU's "

@@ -209,7 +209,6 @@ class Executor:
         else:  # pragma: no cover - a new Op type without an executor
             raise TypeError(f"no executor for {op!r}")
 
-
     def _apply_vxlan(self, op: Op) -> None:
         from . import vxlannl
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import posix
 
-from .lock import RUN_DIR, make_run_dir
+from .lock import RUN_DIR, make_run_dir, netns_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,10 +24,6 @@ if TYPE_CHECKING:
 DIR = f"{RUN_DIR}/attached"
 FIELDS = ("tap", "ifindex", "vlan", "bridge", "pid")
 MAX_BYTES = 512  # a record is under 100 bytes; anything longer was not written by us
-
-
-def netns_id() -> int:
-    return posix.stat("/proc/self/ns/net").st_ino
 
 
 def record_path(tap: str, netns: Optional[int] = None) -> str:

@@ -273,7 +273,7 @@ def gather(explicit_config: Optional[str], directories: Sequence[str]) -> Facts:
     from .netlink import Netlink
 
     with Netlink() as nl:
-        shaped = tuple(shaped_taps(nl))
+        shaped = tuple(shaped_taps(nl.list_links()))
     evpn = None
     if config is not None:
         from .frr import evpn_segments, read_evpn_state

@@ -7,9 +7,9 @@ rules of its TAP name, and the ifb devices outlive the TAP.
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, Iterable, List
 
-from .netlink import Netlink
+from .netlink import Link, Netlink
 from .ops import Op, RemovePortRules, Unshape
 
 IFB_MARK = "qemu-ifhooks: "
@@ -26,10 +26,10 @@ def guarded_taps() -> List[str]:
         return []
 
 
-def shaped_taps(nl: Netlink) -> Dict[str, List[str]]:
-    """{TAP name: its ifb devices}, from the alias each ifb carries."""
+def shaped_taps(links: Iterable[Link]) -> Dict[str, List[str]]:
+    """{TAP name: its ifb devices}, from the alias each ifb among `links` carries."""
     out: Dict[str, List[str]] = {}
-    for link in nl.list_links():
+    for link in links:
         alias = link.alias or ""
         if link.kind == "ifb" and alias.startswith(IFB_MARK):
             tap = alias.split(" of ", 1)[1] if " of " in alias else ""
@@ -39,7 +39,8 @@ def shaped_taps(nl: Netlink) -> Dict[str, List[str]]:
 
 def leftovers(nl: Netlink) -> List[Op]:
     """What removes rules and ifb devices whose TAP is gone."""
-    present = {link.name for link in nl.list_links()}
+    links = nl.list_links()
+    present = {link.name for link in links}
     ops: List[Op] = [RemovePortRules(tap) for tap in guarded_taps() if tap not in present]
-    ops += [Unshape(tap) for tap in shaped_taps(nl) if tap not in present]
+    ops += [Unshape(tap) for tap in shaped_taps(links) if tap not in present]
     return ops

@@ -8,7 +8,7 @@ import errno
 
 import _socket as socket  # not `socket`: see nlsocket.py
 
-from .nlsocket import NETLINK_ROUTE, _attrs, _cstr, _split
+from .nlsocket import NETLINK_ROUTE, NetlinkSocket, _attrs, _cstr, _split
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -23,32 +23,21 @@ _IFINFOMSG_SIZE = 16
 _RCVBUF = 1 << 20
 
 
-class LinkWatch:
+class LinkWatch(NetlinkSocket):
     """A non-blocking socket that receives the link events of this network namespace.
     Wait for it with select(), then read the names with removed()."""
 
     def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_NETLINK,
-                                   socket.SOCK_RAW | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK,
-                                   NETLINK_ROUTE)
+        super().__init__(NETLINK_ROUTE, groups=_RTMGRP_LINK)
         try:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
-            self._sock.bind((0, _RTMGRP_LINK))
+            self._sock.setblocking(False)
         except BaseException:
-            self._sock.close()
+            self.close()
             raise
 
     def fileno(self) -> int:
         return self._sock.fileno()
-
-    def close(self) -> None:
-        self._sock.close()
-
-    def __enter__(self) -> LinkWatch:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def removed(self) -> Optional[List[str]]:
         """The names of the links removed since the last call (reads every event that

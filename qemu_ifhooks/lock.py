@@ -30,11 +30,17 @@ def make_run_dir(path: str = RUN_DIR) -> None:
         pass
 
 
+def netns_id() -> int:
+    """This process's network namespace, which keys everything kept per namespace
+    (locks, the guards mark, attachment records): br0 in two namespaces is two bridges."""
+    return posix.stat("/proc/self/ns/net").st_ino
+
+
 def _guards_mark() -> str:
     """Present once any TAP of this network namespace was guarded (rules, limits) since
     boot: until then an ifup or ifdown need not look for a killed VM's leftovers, and
     pays nothing for them."""
-    return f"{RUN_DIR}/{posix.stat('/proc/self/ns/net').st_ino}-guards-used"
+    return f"{RUN_DIR}/{netns_id()}-guards-used"
 
 
 def guards_used() -> bool:
@@ -73,8 +79,7 @@ class BridgeLock:
     def __init__(self, bridge: str, timeout: Optional[float] = None):
         self.bridge = bridge
         self.timeout = lock_timeout() if timeout is None else timeout
-        netns = posix.stat("/proc/self/ns/net").st_ino
-        self.path = f"{RUN_DIR}/{netns}-{bridge}.lock"
+        self.path = f"{RUN_DIR}/{netns_id()}-{bridge}.lock"
         self.fd = -1
 
     def __enter__(self) -> "BridgeLock":

@@ -130,10 +130,12 @@ class NetlinkSocket:
     """One netlink socket of `protocol` (NETLINK_ROUTE, NETLINK_GENERIC,
     NETLINK_NETFILTER); use as a context manager (closes the socket)."""
 
-    def __init__(self, protocol: int = NETLINK_ROUTE) -> None:
+    def __init__(self, protocol: int = NETLINK_ROUTE, groups: int = 0) -> None:
+        """`groups`: the multicast groups to receive (a bit mask), for a socket that
+        listens to the kernel's announcements (linkwatch.py)."""
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, protocol)
         try:
-            self._sock.bind((0, 0))
+            self._sock.bind((0, groups))
             self._pid = self._sock.getsockname()[0]
         except BaseException:
             self._sock.close()

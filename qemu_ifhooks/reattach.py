@@ -15,7 +15,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .attachments import DIR, MAX_BYTES, forget, netns_id, parse_record, remember
+from .attachments import DIR, MAX_BYTES, forget, parse_record, remember
+from .lock import netns_id
 from .errors import HookError
 
 if TYPE_CHECKING:  # status.py reads this module: no cycle at import time

@@ -301,7 +301,7 @@ def run_status(config: Config, as_json: bool) -> int:
     from .netlink import Netlink
 
     with Netlink() as nl:
-        shaped = shaped_taps(nl)
+        shaped = shaped_taps(nl.list_links())
     from .vxlancheck import read_fdb
 
     segments = build_status(config, read_inventory(), tap_holders(), read_attachments(),
