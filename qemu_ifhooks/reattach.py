@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .attachments import DIR, MAX_BYTES, forget, parse_record, remember
+from .attachments import DIR, forget, parse_record, read_record, remember
 from .lock import netns_id
 from .errors import HookError
 
@@ -55,10 +55,8 @@ def read_attachments(netns: Optional[int] = None, directory: str = DIR) -> List[
     for name in names:
         if not name.startswith(prefix) or name.endswith(".new"):
             continue
-        try:
-            with open(os.path.join(directory, name), "rb") as f:
-                text = f.read(MAX_BYTES).decode("utf-8", "surrogateescape")
-        except OSError:
+        text = read_record(os.path.join(directory, name))
+        if text is None:
             continue  # dropped meanwhile
         fields = parse_record(text)
         if fields is not None and fields["tap"] == name[len(prefix):]:

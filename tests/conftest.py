@@ -180,7 +180,8 @@ class Netns:
         out = {}
         for path in Path(RECORDS).glob(f"{self.inode}-*"):
             if not path.name.endswith(".new"):
-                fields = dict(line.split("=", 1) for line in path.read_text().splitlines())
+                assert path.is_symlink(), f"{path} is not a symbolic link"
+                fields = dict(word.split("=", 1) for word in os.readlink(path).split(" "))
                 out[path.name.split("-", 1)[1]] = fields
         return out
 

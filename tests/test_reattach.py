@@ -1,13 +1,14 @@
 """Reattach: ifup records what it attached; `qemu-ifhooks up` puts the TAPs of running
 VMs back on their bridge after the bridge was deleted and built again, with everything
 ifup gives them; `status` and `check` show such a TAP as detached. Checked with
-`bridge -j` and `ip -j`; the records are plain files read directly."""
+`bridge -j` and `ip -j`; the records are symbolic links read directly."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -58,6 +59,20 @@ def test_ifup_records_the_attachment_and_ifdown_drops_it(host, hooks):
     before = host.snapshot()
     assert hooks.run(host, "ifdown-br0", "(null)").returncode == 0
     assert host.snapshot() == before and sorted(host.records()) == ["tap0", "tap1"]
+
+
+def test_a_record_an_earlier_version_wrote_still_counts(host, hooks):
+    """Earlier versions wrote records as regular files, one field a line: a package
+    upgrade with VMs running must not lose them."""
+    path = Path(RECORDS) / f"{host.inode}-tap2"
+    fields = host.records()["tap2"]
+    path.unlink()
+    path.write_text("".join(f"{key}={value}\n" for key, value in fields.items()))
+    host.ip("link", "del", "br1")
+    assert "re-plugged tap2" in up(host, hooks)
+    assert host.ports("br1") == ["tap2"]
+    rewritten = host.records()["tap2"]  # by the re-plug, as a link, naming the holder
+    assert rewritten == {**fields, "pid": str(host.vm.pid)}, rewritten
 
 
 @pytest.mark.parametrize("cut", ["down --force", "ip link del"])
@@ -125,7 +140,8 @@ def test_a_record_that_cannot_be_written_never_fails_ifup(netns, hooks, trouble)
     netns.hold_taps("tap0")
     os.makedirs(RECORDS, exist_ok=True)
     mount = "mount -t tmpfs -o ro,size=4k qih {d}" if trouble == "read-only" else \
-        "mount -t tmpfs -o size=4k qih {d} && (cat /dev/zero > {d}/fill 2>/dev/null; true)"
+        "mount -t tmpfs -o size=4k,nr_inodes=2 qih {d} && " \
+        "(cat /dev/zero > {d}/fill 2>/dev/null; true)"  # no block and no inode left
     script = f"{mount.format(d=RECORDS)} && exec ip netns exec {netns.name} " \
              f"{hooks.dir}/ifup-br0 tap0"
     done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
