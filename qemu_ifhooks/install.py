@@ -36,7 +36,7 @@ import sys
 gc.disable()  # a run of milliseconds: a collection costs more than it frees
 sys.path.append({libdir!r})
 
-from qemu_ifhooks.hook import main  # noqa: E402 - after the path is known
+from qemu_ifhooks.hookcode import main  # noqa: E402 - after the path is known
 
 main(config={config})
 """

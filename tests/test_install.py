@@ -78,7 +78,7 @@ def is_launcher(text: str, interpreter: str = sys.executable) -> bool:
     """Starts `interpreter` isolated and runs the hook from this checkout."""
     return (text.startswith(f"#!{interpreter} -IS\n")
             and f"\nsys.path.append({LIBDIR!r})\n" in text
-            and "\nfrom qemu_ifhooks.hook import main" in text)
+            and "\nfrom qemu_ifhooks.hookcode import main" in text)
 
 
 def test_entry_names_seed(tmp_path):
