@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import List
 
@@ -47,6 +48,8 @@ UNIT_DIRS = ["/lib/systemd/system", "/usr/lib/systemd/system"]
 UNIT_DIR = UNIT_DIRS[0] if 0 < debian_release() <= 12 else UNIT_DIRS[1]
 UNIT = f"{UNIT_DIR}/qemu-ifhooks.service"
 DIST_PACKAGES = "/usr/lib/python3/dist-packages/"
+HOOK_CODE_CACHE = f"{DIST_PACKAGES}qemu_ifhooks/__pycache__/hookcode." \
+                  f"{sys.implementation.cache_tag}.bundle"  # written by the first hook
 # Nothing of the checkout or of a virtualenv: what a user's root shell has.
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root"}
 APT_ENV = dict(CLEAN_ENV, DEBIAN_FRONTEND="noninteractive")
@@ -342,6 +345,9 @@ def test_purge_leaves_nothing_behind(deb, outside):
     run_clean("qemu-ifhooks", "install", cwd=outside)  # /etc/qemu-ifhooks/ifup-br0 ...
     assert_launcher(Path("/etc/qemu-ifhooks/ifup-br0"), "/usr/bin/python3",
                     DIST_PACKAGES.rstrip("/"))
+    # A hook has run (libvirt's downscript after a failed start): its code cache exists.
+    run_clean("/etc/qemu-ifhooks/ifdown-br0", "(null)", cwd=outside)
+    assert os.path.exists(HOOK_CODE_CACHE)
     done = deb.purge()
     assert done.returncode == 0, done.stdout
     assert "not empty so not removed" not in done.stdout, done.stdout
@@ -355,6 +361,7 @@ def test_purge_leaves_nothing_behind(deb, outside):
                 continue  # another package's directory too
         left.append(path)
     assert not left, f"left behind after purge: {left}"
+    assert not os.path.lexists(HOOK_CODE_CACHE)
     assert not os.path.lexists("/etc/qemu-ifhooks")
     assert not list(Path("/var/lib/systemd/deb-systemd-helper-enabled").glob("**/qemu-ifhooks*"))
 
@@ -404,6 +411,10 @@ def test_rpm_payload(rpm_package, tmp_path):
                  "/usr/share/man/man5/qemu-ifhooks.toml.5.gz"):
         assert path in files, path
     assert not files & {"/etc/qemu-ifup", "/etc/qemu-ifdown", "/usr/bin/qemu-ifhook"}
+    flags = sh("rpm", "-qp", "--qf", "[%{FILENAMES} %{FILEFLAGS:fflags}\n]", rpm_package).stdout
+    ghosts = [line.split()[0] for line in flags.splitlines() if line.split()[1:] == ["g"]]
+    assert [path.rpartition("/")[2] for path in ghosts] == \
+        [f"hookcode.{sys.implementation.cache_tag}.bundle"], ghosts  # the hook's code cache
     assert sh("rpm", "-qp", "--configfiles", rpm_package).stdout.split() == [CONFFILE]
     requires = sh("rpm", "-qp", "--requires", rpm_package).stdout
     assert re.search(r"^python3\.\d+dist\(pyroute2\) >= 0\.7$", requires, re.MULTILINE), requires
