@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import errno
 import posix  # not os: see env.py
-import struct
+
+import _struct as struct  # see nlsocket.py
 
 from .nlsocket import (NETLINK_GENERIC, NetlinkSocket, _attr, _attr_items, _attrs, _cstr,
                        _GENLMSGHDR, _nested)

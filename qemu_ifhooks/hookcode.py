@@ -19,6 +19,7 @@ This module is on the hook path: `posix`, not `os` (see env.py).
 import marshal
 import posix
 import sys
+from _stat import S_ISREG  # see lock.py
 
 PACKAGE = __name__.rpartition(".")[0]
 DIRECTORY = __file__.rpartition("/")[0]
@@ -59,7 +60,7 @@ def load():
         return None
     try:
         info = posix.fstat(fd)
-        if info.st_mode & 0o170000 != 0o100000:  # not a regular file (stat.S_ISREG)
+        if not S_ISREG(info.st_mode):
             return None
         if info.st_uid not in (0, posix.geteuid()) or info.st_mode & 0o022:
             return None  # whoever could write it could run code as the hook

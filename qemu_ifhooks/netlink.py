@@ -16,9 +16,9 @@ kernel option is missing instead of showing a bare netlink error.
 from __future__ import annotations
 
 import errno
-import struct
 
 import _socket as socket  # not `socket`: see nlsocket.py
+import _struct as struct  # see nlsocket.py
 
 from .nlsocket import (NETLINK_GENERIC, NETLINK_ROUTE, _NLM_F_CREATE, _NLM_F_EXCL,
                        NetlinkSocket, _attr, _attr_items, _attrs, _cstr, _nested, _u16_attr,
