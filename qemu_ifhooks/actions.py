@@ -18,7 +18,7 @@ TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
     from typing import Callable, List, Optional, Sequence
 
-    from .config import Segment
+    from .configmodel import Segment
     from .plan import Plan
     from .portconfig import Port
     from .portsecurity import Rule

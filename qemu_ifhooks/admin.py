@@ -8,7 +8,7 @@ from typing import Callable, List, Sequence
 
 from .actions import ensure_bridge, teardown
 from .apply import Executor
-from .config import Config, Segment
+from .configmodel import Config, Segment
 from .errors import UsageError, run_guarded
 from .lock import BridgeLock
 from .log import emit, warn

@@ -37,7 +37,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import List, Optional, Tuple
 
-    from .config import Config, Segment
+    from .configmodel import Config, Segment
 
 READ_TIMEOUT = 2.0  # seconds a client has to send its request line
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux 4.13; Python names it late
@@ -224,7 +224,7 @@ def handle(conn: socket.socket, config_path: Optional[str],
         try:
             data = read_line(conn)
             br, vnet = parse_request(data)
-            from .config import load_config
+            from .configfile import load_config
 
             with GRANT_LOCK:
                 fd, tap, segment = grant(load_config(config_path), caller, br, vnet)
@@ -323,7 +323,7 @@ def bind(path: str) -> socket.socket:
 def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
     if os.geteuid() != 0:
         raise PermissionDenied("the broker creates TAPs for others: run it as root")
-    from .config import load_config
+    from .configfile import load_config
 
     load_config(config_path)  # refuse to start on a config that does not load
     watch = LinkWatch()  # before the socket: nothing to undo if it cannot be had

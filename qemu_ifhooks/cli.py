@@ -7,7 +7,8 @@ import sys
 from typing import List, NoReturn, Optional
 
 from . import __version__
-from .config import MAX_VLAN, load_config, parse_vlan
+from .configfile import load_config
+from .configmodel import MAX_VLAN, parse_vlan
 from .errors import ExitStatus, UsageError, run_guarded, say_failure
 
 
@@ -151,7 +152,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             return admin.up(config, args.vlans, verbose)
         return admin.down(config, args.vlans, args.force, verbose)
     if args.command == "install":
-        from .config import ENV_PATH
+        from .configfile import ENV_PATH
         from .env import getenv
         from .install import DEFAULT_DIR, install
 

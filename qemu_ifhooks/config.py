@@ -1,130 +1,21 @@
-"""The TOML map of bridge per QEMU VLAN: schema, validation and loading.
+"""The TOML map of bridge per QEMU VLAN: its schema and validation.
 
-`parse_config` is pure (a parsed TOML document in, immutable records out); `load_config`
-is the thin edge that finds, checks and reads the file.
+`parse_config` is pure (a parsed TOML document in, the immutable records of
+configmodel.py out); configfile.py is the thin edge that finds, checks and reads the
+file.
 """
 
 from __future__ import annotations
 
-import posix  # not os: see env.py
-import stat
-
-from .env import getenv
-from .errors import ConfigError, PermissionDenied, one_line
+from .configfile import MAX_CONFIG_BYTES
+from .configmodel import (MAX_VLAN, OFFLOAD_MODES, PORT_SECURITY_MODES, Config, Segment,
+                          parse_vlan)
+from .errors import ConfigError, one_line
 from .ifname import ifname_problem
-from .record import Record
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Tuple
-
-DEFAULT_PATH = "/etc/qemu-ifhooks/qemu-ifhooks.toml"
-ENV_PATH = "QEMU_IFHOOKS_CONFIG"
-
-OFFLOAD_MODES = ("enforce", "warn", "off")
-PORT_SECURITY_MODES = ("off", "mac", "ip")
-MAX_VLAN = 4094
-
-
-def parse_vlan(text: str) -> Optional[int]:
-    """A QEMU VLAN number written plainly (ASCII digits, no leading zeros), or None."""
-    if len(text) <= 4 and text.isascii() and text.isdigit() and str(int(text)) == text \
-            and int(text) <= MAX_VLAN:
-        return int(text)
-    return None
-
-
-class Segment(Record):
-    """One QEMU VLAN: the bridge its TAPs join and how that bridge is built."""
-
-    __slots__ = (
-        "vlan",
-        "bridge",
-        "uplink",
-        "tag",
-        "mtu",
-        "match",  # a tuple of globs
-        "offload_check",
-        "create",
-        "stp",
-        "forward_delay",
-        "allow_addressed_uplink",
-        "trunk",  # VLANs a TAP of a VLAN-aware bridge also gets, tagged
-        # Derived from the whole config, not a key: the VLANs of a VLAN-aware bridge (one
-        # that several tagged segments share), every segment's tag and trunk, which its
-        # uplink carries tagged. Empty for every other bridge.
-        "bridge_vids",
-        "port_security",  # "off", "mac" or "ip": what each TAP may send (portsecurity.py)
-        "isolated",  # bridge port isolation: the TAPs reach the uplink, not each other
-        "guest_rx_mbit",  # shape what each guest receives, or None
-        "guest_tx_mbit",  # shape what each guest sends, or None
-        "vxlan",  # vxlan.VxlanConfig: the segment spans hosts (instead of an uplink)
-        "allow_users",  # who may use the segment through the bridge helper (broker.py)
-        "allow_groups",
-    )
-    _defaults = {"uplink": None, "tag": None, "mtu": None, "match": (),
-                 "offload_check": "enforce", "create": True, "stp": False,
-                 "forward_delay": 0, "allow_addressed_uplink": False, "trunk": (),
-                 "bridge_vids": (), "port_security": "off", "isolated": False,
-                 "guest_rx_mbit": None, "guest_tx_mbit": None,
-                 "vxlan": None,
-                 "allow_users": (), "allow_groups": ()}
-
-    @property
-    def key(self) -> str:
-        return f"vlan.{self.vlan}"
-
-    @property
-    def vlan_aware(self) -> bool:
-        """The bridge is shared by tagged segments: VLAN filtering keeps them apart."""
-        return bool(self.bridge_vids)
-
-    @property
-    def classic(self) -> bool:
-        """A tag on a bridge of its own: the bridge's uplink port is <uplink>.<tag>."""
-        return self.tag is not None and not self.vlan_aware
-
-    @property
-    def uplink_port(self) -> Optional[str]:
-        """The link that joins the bridge to the physical network: the uplink, or a
-        classic segment's 802.1Q subinterface of it."""
-        if self.uplink is not None and self.classic:
-            return f"{self.uplink}.{self.tag}"
-        return self.uplink
-
-    @property
-    def vxlan_port(self) -> Optional[str]:
-        """The VXLAN link that joins the bridge to the other hosts, if the segment spans
-        hosts."""
-        return self.vxlan.port if self.vxlan is not None else None
-
-
-class Config(Record):
-    __slots__ = (
-        "path",
-        "segments",  # a tuple of Segment, in file order
-        "default_vlan",
-        "ports",  # a tuple of portconfig.Port, in file order
-        "evpn",  # vxlan.EvpnConfig of the [evpn] table, or None
-    )
-    _defaults = {"default_vlan": None, "ports": (), "evpn": None}
-
-    def segment(self, vlan: int) -> Optional[Segment]:
-        for segment in self.segments:
-            if segment.vlan == vlan:
-                return segment
-        return None
-
-    def segments_on(self, bridge: str) -> List[Segment]:
-        return [s for s in self.segments if s.bridge == bridge]
-
-    def bridges(self) -> List[Segment]:
-        """The first segment of each bridge, in file order."""
-        seen: Dict[str, Segment] = {}
-        for segment in self.segments:
-            seen.setdefault(segment.bridge, segment)
-        return list(seen.values())
-
+    from typing import Any, Callable, Dict, List, Tuple
 
 # --- schema -------------------------------------------------------------------------
 
@@ -499,83 +390,11 @@ def parse_config(document: Dict[str, Any], path: str = "<config>") -> Config:
     return _Parser(path).parse(document)
 
 
-# --- the file ---------------------------------------------------------------------
-
-def config_path(explicit: Optional[str] = None) -> str:
-    return explicit or getenv(ENV_PATH) or DEFAULT_PATH
-
-
-def check_secure(path: str, st: posix.stat_result) -> None:
-    """Refuse a config that someone other than root could have written (like sshd's
-    StrictModes): it decides which interfaces a root hook enslaves."""
-    if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"{path}: not a regular file")
-    if st.st_uid not in (0, posix.geteuid()):
-        raise PermissionDenied(f"{path}: insecure: owned by uid {st.st_uid}, not root; "
-                               f"run 'chown root: {path}'")
-    if st.st_mode & 0o022:
-        raise PermissionDenied(f"{path}: insecure: writable by group or others "
-                               f"(mode {stat.S_IMODE(st.st_mode):04o}); run 'chmod go-w {path}'")
-
-
-def check_directories(path: str) -> None:
-    """Refuse a config in a directory that others could write to (as sshd's StrictModes
-    does): whoever can write there can replace the file. The sticky bit of a directory
-    like /tmp keeps others from replacing root's files in it. Each directory of the
-    path is checked as the path reaches it (through symbolic links)."""
-    absolute = path if path.startswith("/") else f"{posix.getcwd()}/{path}"
-    directory = absolute.rpartition("/")[0] or "/"
-    while True:
-        st = posix.stat(directory)
-        sticky = st.st_mode & stat.S_ISVTX and st.st_uid == 0
-        if st.st_uid not in (0, posix.geteuid()) or (st.st_mode & 0o022 and not sticky):
-            owner = f"owned by uid {st.st_uid}" if st.st_uid not in (0, posix.geteuid()) \
-                else f"writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
-            raise PermissionDenied(f"{path}: insecure: its directory {directory} is {owner}; "
-                                   f"keep the config where only root can write")
-        if directory == "/":
-            return
-        directory = directory.rpartition("/")[0] or "/"
-
-
-def read_toml(path: str) -> Dict[str, Any]:
-    """Open, check and parse the file (the checks apply to the very file that is read).
-    A hook usually gets the document from the parse cache (configcache.py)."""
-    from . import configcache
-
-    try:
-        # O_NONBLOCK: opening a FIFO would otherwise wait for a writer, and QEMU waits
-        # for the hook with no timeout. It changes nothing for a regular file.
-        fd = posix.open(path, posix.O_RDONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
-        with open(fd, "rb") as f:
-            st = posix.fstat(fd)
-            check_secure(path, st)
-            check_directories(path)
-            document = configcache.load(path, st)
-            if document is not None:
-                return document
-            data = f.read(MAX_CONFIG_BYTES + 1)
-            unchanged = _same_file_state(st, posix.fstat(fd))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: not found; write one (see qemu-ifhooks.toml(5)) "
-                          f"or point {ENV_PATH} at it") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    document = parse_toml(path, data)
-    if unchanged:  # else the bytes read may not be the ones the stat describes
-        configcache.store(path, st, document)
-    return document
-
-
-def _same_file_state(a: posix.stat_result, b: posix.stat_result) -> bool:
-    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_size, b.st_mtime_ns, b.st_ctime_ns)
-
-
 # Bounds on what reaches the TOML parser, which QEMU waits for with no timeout: its time
 # and memory grow with the square of a dotted key's depth (a 200 KB table header takes
 # seconds), and deep nesting exhausts the stack. A long line is what every such input
 # needs (keys and inline tables cannot span lines); nested arrays can, and are caught.
-MAX_CONFIG_BYTES = 256 * 1024
+# MAX_CONFIG_BYTES (configfile.py) bounds the whole file.
 MAX_LINE_BYTES = 4096
 
 
@@ -601,8 +420,3 @@ def parse_toml(path: str, data: bytes) -> Dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
     except ValueError as e:  # e.g. an integer of more digits than int() converts
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
-
-
-def load_config(explicit: Optional[str] = None) -> Config:
-    path = config_path(explicit)
-    return parse_config(read_toml(path), path)

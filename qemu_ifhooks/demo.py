@@ -22,7 +22,7 @@ import tempfile
 import time
 from typing import List, Optional
 
-from .config import load_config
+from .configfile import load_config
 from .errors import ExitStatus, PermissionDenied, UnavailableError
 from .install import describe, install, read_launcher
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from .config import Config, Segment
+from .configmodel import Config, Segment
 from .firewall import BRIDGE, IPV4, IPV6, Drop
 from .inventory import NET_ADDR_SET, OFFLOAD_FEATURES, Feature, Inventory, LinkInfo
 

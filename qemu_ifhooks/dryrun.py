@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence
 
 from .actions import (check_uplink_offloads, guest_rules, leftovers, machine_id, observe,
                       port_rules_exist, shaping_exists, tap_vlans)
-from .config import Config, Segment
+from .configmodel import Config, Segment
 from .errors import UsageError
 from .hookname import IFUP, HookName, parse_hook_name, resolve_segment
 from .ifname import ifname_problem

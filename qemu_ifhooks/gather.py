@@ -12,7 +12,7 @@ import stat
 import subprocess
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .config import config_path, parse_config, read_toml
+from .configfile import config_path, read_config
 from .doctor import Facts, HookDir, HookEntry
 from .errors import HookError, PermissionDenied
 from .firewall import IPV4, IPV6, Drop, iptables_drops, nft_drops
@@ -27,7 +27,7 @@ def load(explicit: Optional[str]) -> dict:
     path = config_path(explicit)
     fields: dict = {"config_path": path}
     try:
-        fields["config"] = parse_config(read_toml(path), path)
+        fields["config"] = read_config(path)
         st = os.stat(path)
         fields["config_owner"] = (st.st_uid, stat.S_IMODE(st.st_mode))
     except HookError as error:
@@ -119,7 +119,7 @@ def tun_problem(path: str = "/dev/net/tun") -> Optional[str]:
 def config_problem(path: str) -> Optional[str]:
     """Why the hooks could not use the config at `path` (as they would read it)."""
     try:
-        parse_config(read_toml(path), path)
+        read_config(path)
     except HookError as error:
         return str(error)
     return None

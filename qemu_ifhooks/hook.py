@@ -14,7 +14,7 @@ from .actions import attach, detach
 from .apply import refusal
 from .attachments import DIR as ATTACHED_DIR
 from .attachments import forget, remember
-from .config import load_config
+from .configfile import load_config
 from .errors import HookError, UsageError, run_guarded
 from .hookname import IFUP, HookName, parse_hook_name, resolve_segment
 from .ifname import ifname_problem

@@ -8,13 +8,13 @@ anything else                   action from "down"/"up" in the name; segment fro
 
 from __future__ import annotations
 
-from .config import parse_vlan
+from .configmodel import parse_vlan
 from .errors import UsageError
 from .record import Record
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
-    from .config import Config, Segment
+    from .configmodel import Config, Segment
 
 IFUP, IFDOWN = "ifup", "ifdown"
 

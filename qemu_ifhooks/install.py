@@ -13,7 +13,7 @@ from typing import List, Optional, Tuple
 
 import qemu_ifhooks
 
-from .config import Config, Segment
+from .configmodel import Config, Segment
 from .errors import HookError, UnavailableError, UsageError
 from .hookname import IFDOWN, IFUP, parse_hook_name, resolve_segment
 

@@ -18,7 +18,7 @@ TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
     from typing import List, Optional, Sequence, Set
 
-    from .config import Segment
+    from .configmodel import Segment
     from .portsecurity import Rule
     from .vxlan import VxlanScene
 

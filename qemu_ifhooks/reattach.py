@@ -20,7 +20,7 @@ from .lock import netns_id
 from .errors import HookError
 
 if TYPE_CHECKING:  # status.py reads this module: no cycle at import time
-    from .config import Config
+    from .configmodel import Config
     from .netlink import Netlink
     from .status import Holder
 

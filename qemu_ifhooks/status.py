@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .config import Config
+from .configmodel import Config
 from .inventory import NET_ADDR_SET, Inventory, LinkInfo
 from .qemuopts import split_opts
 from .reattach import Attachment, detached, read_attachments

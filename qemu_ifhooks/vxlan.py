@@ -23,7 +23,7 @@ TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
     from typing import Any, Callable, Collection, Dict, List, Optional, Sequence
 
-    from .config import Segment
+    from .configmodel import Segment
     from .netlink import Link
 
 MAX_VNI = (1 << 24) - 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from .config import Config, Segment
+from .configmodel import Config, Segment
 from .doctor import FAIL, OK, WARN, Finding
 from .frr import EvpnState, evpn_segments
 from .inventory import Inventory

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from qemu_ifhooks.config import ENV_PATH, Config, Segment, load_config, parse_config
+from qemu_ifhooks.config import parse_config
+from qemu_ifhooks.configfile import ENV_PATH, load_config
+from qemu_ifhooks.configmodel import Config, Segment
 from qemu_ifhooks.errors import ConfigError, ExitStatus, PermissionDenied
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -223,7 +225,7 @@ def test_fifo_does_not_hang(tmp_path):
     the hook without a timeout)."""
     fifo = tmp_path / "fifo.toml"
     os.mkfifo(fifo, 0o644)
-    code = ("import sys\nfrom qemu_ifhooks.config import load_config\n"
+    code = ("import sys\nfrom qemu_ifhooks.configfile import load_config\n"
             "from qemu_ifhooks.errors import HookError\n"
             "try:\n    load_config(sys.argv[1])\nexcept HookError as e:\n"
             "    print(e); sys.exit(int(e.status))\n")
@@ -297,7 +299,7 @@ def test_a_sticky_directory_of_roots_is_fine(tmp_path):
 
 
 def test_a_config_larger_than_the_limit_is_refused_unparsed(tmp_path):
-    from qemu_ifhooks.config import MAX_CONFIG_BYTES
+    from qemu_ifhooks.configfile import MAX_CONFIG_BYTES
 
     path = write(tmp_path / "big.toml", '[vlan.0]\nbridge = "br0"\n' + "# padding\n" * (MAX_CONFIG_BYTES // 10))
     with pytest.raises(ConfigError) as raised:
@@ -345,7 +347,7 @@ def test_explicit_path_beats_env(tmp_path, monkeypatch):
 
 
 def test_default_path_without_env(monkeypatch):
-    from qemu_ifhooks.config import DEFAULT_PATH, config_path
+    from qemu_ifhooks.configfile import DEFAULT_PATH, config_path
 
     monkeypatch.delenv(ENV_PATH, raising=False)
     assert config_path() == DEFAULT_PATH == "/etc/qemu-ifhooks/qemu-ifhooks.toml"

@@ -15,6 +15,7 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,10 +63,25 @@ def copy(tmp_path_factory):
     shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def aged_config(tmp_path_factory) -> Path:
+    """The config, old enough for the hooks to cache it (configcache.py), as on a host:
+    what a hook imports then is the hook path alone."""
+    from qemu_ifhooks.configcache import RACY_SECONDS
+
+    directory = tmp_path_factory.mktemp("config")
+    directory.chmod(0o755)
+    path = directory / "qemu-ifhooks.toml"
+    path.write_text(CONFIG + 'uplink = "eth0"\n')
+    path.chmod(0o644)
+    time.sleep(RACY_SECONDS + 0.1)
+    return path
+
+
 @pytest.fixture
-def lan(netns, hooks):
+def lan(netns, hooks, aged_config):
     netns.veth("eth0", "lan0")
-    hooks.write_config(CONFIG + 'uplink = "eth0"\n')
+    hooks.config = aged_config
     netns.hold_taps("tap0")
     return netns
 
@@ -182,11 +198,11 @@ def test_a_read_only_package_imports_as_usual(copy, lan, hooks):
     assert not copy.cache.exists()
 
 
-def test_many_hooks_building_at_once_all_attach(copy, netns, hooks):
+def test_many_hooks_building_at_once_all_attach(copy, netns, hooks, aged_config):
     """Hooks that start together on a missing cache each build it; every one attaches,
     and one complete file is left, with no temporary files."""
     netns.veth("eth0", "lan0")
-    hooks.write_config(CONFIG + 'uplink = "eth0"\n')
+    hooks.config = aged_config
     taps = [f"tap{i}" for i in range(12)]
     netns.hold_taps(*taps)
     started = [netns.popen(copy.base / "ifup-br0", tap, env=hooks.env(),

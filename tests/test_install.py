@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from qemu_ifhooks.config import load_config
+from qemu_ifhooks.configfile import load_config
 from qemu_ifhooks.errors import UnavailableError, UsageError
 from qemu_ifhooks.install import (PROGRAM, entry_names, install, is_ours, launcher,
                                   launcher_config, read_launcher, this_installation,

@@ -19,6 +19,7 @@ from conftest import ROOT, cannot_run, sh
 from qemu_ifhooks import config as config_module
 from qemu_ifhooks.cli import build_parser
 from qemu_ifhooks.config import parse_config
+from qemu_ifhooks.configfile import DEFAULT_PATH
 from qemu_ifhooks.errors import ExitStatus
 
 MAN8 = ROOT / "man" / "qemu-ifhooks.8"
@@ -183,7 +184,7 @@ def test_files_and_hook_names_are_documented():
     from qemu_ifhooks.lock import RUN_DIR
 
     text = sections(render(MAN8))
-    for path in (config_module.DEFAULT_PATH, "/usr/libexec/qemu-ifhooks/qemu-ifhook", RUN_DIR, f"{DEFAULT_DIR}/ifup-*",
+    for path in (DEFAULT_PATH, "/usr/libexec/qemu-ifhooks/qemu-ifhook", RUN_DIR, f"{DEFAULT_DIR}/ifup-*",
                  "/usr/sbin/qemu-ifhooks", "/lib/systemd/system/qemu-ifhooks.service"):
         assert path in text["FILES"], f"FILES in {MAN8.name} lacks {path}"
     for name in ("ifup-bridge", "ifdown-bridge", "ifup-vlanN", "ifdown-vlanN",

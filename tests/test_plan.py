@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from qemu_ifhooks.config import Segment
+from qemu_ifhooks.configmodel import Segment
 from qemu_ifhooks.errors import NotATapError, UnavailableError
 from qemu_ifhooks.netlink import IFF_LOWER_UP, IFF_RUNNING, IFF_UP, BridgeVlan, Link
 from qemu_ifhooks.ops import (BridgeVlanAdd, BridgeVlanDel, CreateBridge, CreateVlan, DeleteLink,
