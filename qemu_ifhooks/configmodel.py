@@ -1,5 +1,6 @@
-"""The validated config: the Config and Segment records that config.py builds from the
-TOML file and every other module reads.
+"""The validated config: the records that config.py builds from the TOML file (Config,
+Segment, and the VxlanConfig, EvpnConfig and Port of vxlan.py and portconfig.py) and
+every other module reads.
 
 Apart from config.py's schema and parser, so that a hook, which gets its Config from
 the cache (configcache.py), does not load the parser.
@@ -116,3 +117,35 @@ class Config(Record):
         for segment in self.segments:
             seen.setdefault(segment.bridge, segment)
         return list(seen.values())
+
+
+class VxlanConfig(Record):
+    """A segment's `vxlan = { ... }`: exactly one of remotes, group, evpn."""
+
+    __slots__ = ("vni", "local", "dev", "remotes", "group", "evpn")
+    _defaults = {"remotes": (), "group": None, "evpn": False}
+
+    @property
+    def port(self) -> str:
+        return f"vxlan{self.vni}"
+
+    @property
+    def mode(self) -> str:
+        return "evpn" if self.evpn else "multicast" if self.group else "static"
+
+
+class EvpnConfig(Record):
+    """The [evpn] table: only `frr-config` and `check` read it."""
+
+    __slots__ = ("asn", "peers", "router_id", "pathspace")
+    _defaults = {"router_id": None, "pathspace": None}
+
+
+class Port(Record):
+    __slots__ = (
+        "pattern",  # a TAP name or a glob
+        "mac",  # bytes, or None: take it from QEMU's command line
+        "ipv4",  # a tuple of (packed address, prefix length)
+        "ipv6",
+    )
+    _defaults = {"mac": None, "ipv4": (), "ipv6": ()}

@@ -13,23 +13,13 @@ from __future__ import annotations
 
 import _socket
 
-from .record import Record
+from .configmodel import Port
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Optional, Sequence, Tuple
 
     Prefix = Tuple[bytes, int]
-
-
-class Port(Record):
-    __slots__ = (
-        "pattern",  # a TAP name or a glob
-        "mac",  # bytes, or None: take it from QEMU's command line
-        "ipv4",  # a tuple of (packed address, prefix length)
-        "ipv6",
-    )
-    _defaults = {"mac": None, "ipv4": (), "ipv6": ()}
 
 
 class Invalid(Exception):

@@ -17,6 +17,7 @@ import _socket as socket  # not `socket`: see nlsocket.py
 from .errors import UnavailableError
 from .ops import CreateVxlan, FdbAppend, FdbDel, Op, SetAlias, SetBridgePort, SetMaster, SetMtu, SetUp
 from .plan import describe_link, vlan_mark
+from .configmodel import EvpnConfig, VxlanConfig
 from .record import Record
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
@@ -37,21 +38,6 @@ def ip_family(address: str) -> int:
 
 def overhead(local: str) -> int:
     return OVERHEAD[ip_family(local)]
-
-
-class VxlanConfig(Record):
-    """A segment's `vxlan = { ... }`: exactly one of remotes, group, evpn."""
-
-    __slots__ = ("vni", "local", "dev", "remotes", "group", "evpn")
-    _defaults = {"remotes": (), "group": None, "evpn": False}
-
-    @property
-    def port(self) -> str:
-        return f"vxlan{self.vni}"
-
-    @property
-    def mode(self) -> str:
-        return "evpn" if self.evpn else "multicast" if self.group else "static"
 
 
 # --- config -----------------------------------------------------------------------------
@@ -166,13 +152,6 @@ def check_vnis(segments: Sequence[Segment], fail: Callable[[str, str], Exception
 MAX_ASN = (1 << 32) - 1
 EVPN_KEYS = ("asn", "peers", "router_id", "pathspace")
 _PATHSPACE_CHARACTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
-
-
-class EvpnConfig(Record):
-    """The [evpn] table: only `frr-config` and `check` read it."""
-
-    __slots__ = ("asn", "peers", "router_id", "pathspace")
-    _defaults = {"router_id": None, "pathspace": None}
 
 
 def parse_evpn(table: Dict[str, Any], keypath: str,

@@ -214,6 +214,25 @@ def test_every_kind_of_config_comes_back_from_the_cache_as_it_was_parsed(tmp_pat
     assert read_config(name) == first == parse_config(EVERYTHING, name)
 
 
+def test_a_cached_config_of_every_kind_loads_no_schema_module(tmp_path, run_dir):
+    """A hook on a host with VXLAN segments and [port] tables reads them from the cache
+    without loading the schema, the VXLAN planner or the port parser."""
+    name = aged(tmp_path / "c.toml", tomllib_dump(EVERYTHING))
+    script = f"""
+import sys
+from qemu_ifhooks import configcache
+configcache.RUN_DIR = {str(run_dir)!r}
+from qemu_ifhooks.configfile import load_config
+load_config({name!r})
+print(" ".join(sorted(m for m in sys.modules if m.startswith("qemu_ifhooks."))))
+"""
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           cwd=ROOT, check=True).stdout.split() for _ in range(2)]
+    assert "qemu_ifhooks.config" in runs[0]  # the control: the first run parsed it
+    assert not {"qemu_ifhooks.config", "qemu_ifhooks.vxlan",
+                "qemu_ifhooks.portconfig"} & set(runs[1]), runs[1]
+
+
 def tomllib_dump(document: dict) -> str:
     """Just enough TOML for EVERYTHING (tables of tables, inline tables, arrays)."""
     import json
