@@ -24,7 +24,6 @@ import marshal
 import posix  # not os: see env.py
 import sys
 import time
-import zlib
 
 from .lock import RUN_DIR, make_run_dir
 from .record import Record
@@ -46,8 +45,16 @@ VALIDATED_BY = ("config", "configmodel", "ifname", "portconfig", "record", "vxla
 
 def cache_path(config_path: str) -> str:
     # One file per config path; a collision only costs a parse (the path is in the key).
-    path = config_path.encode("utf-8", "surrogateescape")
-    return f"{RUN_DIR}/config-{zlib.crc32(path):08x}.cache"
+    return f"{RUN_DIR}/config-{fnv1a(config_path.encode('utf-8', 'surrogateescape')):08x}.cache"
+
+
+def fnv1a(data: bytes) -> int:
+    """32-bit FNV-1a: a checksum of a few dozen bytes without importing zlib (a module
+    initialised for every hook start)."""
+    checksum = 0x811C9DC5
+    for byte in data:
+        checksum = ((checksum ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return checksum
 
 
 def cache_key(config_path: str, st: posix.stat_result) -> tuple:
