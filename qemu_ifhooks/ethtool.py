@@ -53,6 +53,28 @@ def _no_device(name: bytes) -> FileNotFoundError:
                              name.decode("utf-8", "surrogateescape"))
 
 
+def _name_attr(name: str) -> bytes:
+    """A bit's name attribute, byte for byte (ETHTOOL_A_BITSET_BIT_NAME)."""
+    return _attr(_ETHTOOL_A_BITSET_BIT_NAME, name.encode() + b"\0")[:4 + len(name) + 1]
+
+
+_GRO_NAME, _LRO_NAME = _name_attr(_GRO), _name_attr(_LRO)
+
+
+def _offloads(bitset) -> Offloads:
+    """GRO and LRO from the ACTIVE bitset of a features reply."""
+    attrs = _attrs(bitset)
+    if _ETHTOOL_A_BITSET_NOMASK in attrs:
+        # The list form, which the kernel sends for ACTIVE: it names exactly the bits
+        # that are set, so finding a name attribute is enough. Names are NUL-terminated
+        # text, so no other attribute can hold those bytes (rx-gro-hw does not end in
+        # "rx-gro\0"); about 30 bits parsed one by one cost a tenth of a millisecond.
+        bits = bytes(attrs.get(_ETHTOOL_A_BITSET_BITS, b""))
+        return Offloads(gro=_GRO_NAME in bits, lro=_LRO_NAME in bits)
+    features = _active_features(bitset)
+    return Offloads(gro=_GRO in features, lro=_LRO in features)
+
+
 def _active_features(bitset) -> set:
     """The names of the bits set in a verbose ethtool bitset (ETHTOOL_A_BITSET_*)."""
     attrs = _attrs(bitset)
@@ -83,8 +105,7 @@ def _read_netlink(name: bytes) -> Offloads | None:
     for _, _, msg in replies:
         active = _attrs(msg, _GENLMSGHDR.size).get(_ETHTOOL_A_FEATURES_ACTIVE)
         if active is not None:
-            features = _active_features(active)
-            return Offloads(gro=_GRO in features, lro=_LRO in features)
+            return _offloads(active)
     raise OSError(errno.EPROTO, f"no active features in the ethtool reply for {name!r}")
 
 

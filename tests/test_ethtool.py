@@ -71,3 +71,32 @@ def test_invalid_name():
     for name in ("", "x" * 16, "a\0b"):
         with pytest.raises(ValueError):
             read_offloads(name)
+
+
+# --- the reply's ACTIVE bitset, parsed without the kernel -----------------------------
+
+def bitset(bits, listed: bool) -> bytes:
+    """An ETHTOOL_A_FEATURES_ACTIVE payload: (index, name, set) per bit; `listed`: the
+    list form (NOMASK, only set bits named), else each bit with its VALUE flag."""
+    import struct
+
+    from qemu_ifhooks.nlsocket import _attr, _nested
+
+    body = b"".join(
+        _nested(1, _attr(1, struct.pack("=I", index)) + _attr(2, name.encode() + b"\0")
+                + (_attr(3, b"") if on and not listed else b""))
+        for index, name, on in bits if on or not listed)
+    return (_attr(1, b"") if listed else b"") + _attr(2, struct.pack("=I", 64)) + \
+        _nested(3, body)
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["list-form", "mask-form"])
+@pytest.mark.parametrize("gro,lro", [(True, False), (False, True), (False, False),
+                                     (True, True)])
+def test_active_bitset_forms(listed, gro, lro):
+    """Names that merely start like rx-gro (rx-gro-hw, rx-gro-list) never count."""
+    from qemu_ifhooks.ethtool import Offloads, _offloads
+
+    bits = [(14, "rx-gro", gro), (15, "rx-lro", lro), (56, "rx-gro-hw", True),
+            (57, "rx-gro-list", True), (0, "tx-scatter-gather", True)]
+    assert _offloads(bitset(bits, listed)) == Offloads(gro=gro, lro=lro)
