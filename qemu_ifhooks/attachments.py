@@ -44,9 +44,14 @@ def remember(tap: str, ifindex: int, vlan: int, bridge: str, pid: int) -> bool:
     text = " ".join(f"{key}={value}" for key, value in
                     zip(FIELDS, (tap, ifindex, vlan, bridge, pid)))  # names have no blanks
     try:
-        make_run_dir(RUN_DIR)
-        make_run_dir(DIR)
-        posix.symlink(text, temporary)
+        if read_record(path) == text:
+            return True  # a repeated ifup by the same process: nothing to rewrite
+        try:
+            posix.symlink(text, temporary)
+        except FileNotFoundError:  # the first record since boot
+            make_run_dir(RUN_DIR)
+            make_run_dir(DIR)
+            posix.symlink(text, temporary)
         posix.replace(temporary, path)  # readers see the old record or the new one
         return True
     except OSError:

@@ -61,6 +61,18 @@ def test_ifup_records_the_attachment_and_ifdown_drops_it(host, hooks):
     assert host.snapshot() == before and sorted(host.records()) == ["tap0", "tap1"]
 
 
+def test_a_repeated_ifup_rewrites_its_record_only_when_it_changed(host, hooks):
+    path = Path(RECORDS) / f"{host.inode}-tap0"
+    before = os.lstat(path)
+    assert hooks.run(host, "ifup-br0", "tap0").returncode == 0  # the same parent: this test
+    assert os.lstat(path).st_ino == before.st_ino
+    entry = hooks.entry("ifup-br0")
+    done = host.run("sh", "-c", f"{entry} tap0; true", env=hooks.env())  # another parent
+    assert done.returncode == 0, done.stderr
+    assert os.lstat(path).st_ino != before.st_ino
+    assert host.records()["tap0"]["pid"] not in ("", str(os.getpid()))
+
+
 def test_a_record_an_earlier_version_wrote_still_counts(host, hooks):
     """Earlier versions wrote records as regular files, one field a line: a package
     upgrade with VMs running must not lose them."""
