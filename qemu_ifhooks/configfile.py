@@ -18,7 +18,7 @@ from .errors import ConfigError, PermissionDenied
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Optional, Tuple
+    from typing import Optional
 
     from .configmodel import Config
 
@@ -39,30 +39,8 @@ def load_config(explicit: Optional[str] = None) -> Config:
 
 def read_config(path: str) -> Config:
     """The file's Config: from the cache when it has one for this very file (as just
-    opened and checked), else parsed, validated and cached."""
-    st, data, unchanged, cached = _read(path, configcache.load)
-    if cached is not None:
-        return cached
-    from .config import parse_config, parse_toml
-
-    config = parse_config(parse_toml(path, data), path)
-    if unchanged:  # else the bytes read may not be the ones the stat describes
-        configcache.store(path, st, config)
-    return config
-
-
-def read_toml(path: str) -> Dict[str, Any]:
-    """The file's TOML document, checked and parsed, without the cache."""
-    from .config import parse_toml
-
-    return parse_toml(path, _read(path, None)[1])
-
-
-def _read(path: str, from_cache: Optional[Callable[[str, Any], Optional[Config]]]
-          ) -> Tuple[Any, bytes, bool, Optional[Config]]:
-    """Open and check the file (the checks apply to the very file that is read); then
-    (stat, b"", False, config) when `from_cache` has it, else (stat, bytes read,
-    whether the file stayed as the stat says while read, None)."""
+    opened and checked: the checks apply to the very file that is read), else parsed,
+    validated and cached."""
     try:
         # O_NONBLOCK: opening a FIFO would otherwise wait for a writer, and QEMU waits
         # for the hook with no timeout. It changes nothing for a regular file.
@@ -71,17 +49,22 @@ def _read(path: str, from_cache: Optional[Callable[[str, Any], Optional[Config]]
             st = posix.fstat(fd)
             check_secure(path, st)
             check_directories(path)
-            if from_cache is not None:
-                cached = from_cache(path, st)
-                if cached is not None:
-                    return st, b"", False, cached
+            cached = configcache.load(path, st)
+            if cached is not None:
+                return cached
             data = f.read(MAX_CONFIG_BYTES + 1)
-            return st, data, _same_file_state(st, posix.fstat(fd)), None
+            unchanged = _same_file_state(st, posix.fstat(fd))
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found; write one (see qemu-ifhooks.toml(5)) "
                           f"or point {ENV_PATH} at it") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    from .config import parse_config, parse_toml
+
+    config = parse_config(parse_toml(path, data), path)
+    if unchanged:  # else the bytes read may not be the ones the stat describes
+        configcache.store(path, st, config)
+    return config
 
 
 def _same_file_state(a: posix.stat_result, b: posix.stat_result) -> bool:

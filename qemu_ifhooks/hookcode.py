@@ -13,7 +13,9 @@ source's size and mtime, rebuilt by a hook that finds it missing or stale (when 
 may write the directory), and ignored when it is not trustworthy or not readable.
 The hook then imports as usual, so nothing about the cache can fail a hook.
 
-This module is on the hook path: `posix`, not `os` (see env.py).
+This module is on the hook path: `posix`, not `os` (see env.py). It imports nothing of
+the package (the file's writing included, which configcache.py does much alike): what
+it imported would be loaded the usual way before the cache could run it.
 """
 
 import marshal

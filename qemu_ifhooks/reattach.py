@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .attachments import DIR, forget, parse_record, read_record, remember
-from .lock import netns_id
 from .errors import HookError
+from .lock import netns_id
 
 if TYPE_CHECKING:  # status.py reads this module: no cycle at import time
     from .configmodel import Config

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import _socket as socket  # not `socket`: see nlsocket.py
 
+from .configmodel import EvpnConfig, VxlanConfig
 from .errors import UnavailableError
 from .ops import CreateVxlan, FdbAppend, FdbDel, Op, SetAlias, SetBridgePort, SetMaster, SetMtu, SetUp
 from .plan import describe_link, vlan_mark
-from .configmodel import EvpnConfig, VxlanConfig
 from .record import Record
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
