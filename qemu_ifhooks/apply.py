@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import errno
-
 from .errors import HookError, KernelError, PermissionDenied, UnavailableError
 from .lock import mark_guards_used
 from .netlink import Link, MissingKernelFeature, Netlink
@@ -28,6 +26,8 @@ def kernel_error(op: Op, error: OSError) -> HookError:
 def refusal(what: str, error: OSError) -> HookError:
     """Map the kernel's refusal of `what` (an operation, or a netlink query) to the
     exit-status table."""
+    import errno  # here, not at the top: see nlsocket.py
+
     what = f"{what} failed: {error.strerror or error}"
     if error.errno in (errno.EPERM, errno.EACCES):
         return PermissionDenied(f"{what}; the hook needs CAP_NET_ADMIN (run QEMU as root, "

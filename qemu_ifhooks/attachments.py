@@ -20,7 +20,6 @@ This module is on the hook path: `posix`, not `os` (see env.py).
 from __future__ import annotations
 
 import posix
-from errno import EINVAL
 
 from .lock import RUN_DIR, make_run_dir, netns_id
 
@@ -75,8 +74,12 @@ def read_record(path: str) -> Optional[str]:
     it is gone or unreadable."""
     try:
         return posix.readlink(path)
+    except FileNotFoundError:
+        return None
     except OSError as error:
-        if error.errno != EINVAL:  # EINVAL: not a link
+        import errno  # here, not at the top: see nlsocket.py
+
+        if error.errno != errno.EINVAL:  # EINVAL: not a link
             return None
     try:
         fd = posix.open(path, posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_NONBLOCK

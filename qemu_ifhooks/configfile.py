@@ -10,11 +10,12 @@ This module is on the hook path: `posix`, not `os` (see env.py).
 from __future__ import annotations
 
 import posix  # not os: see env.py
-from _stat import S_IMODE, S_ISREG, S_ISVTX  # stat.py's C half: see lock.py
 
 from . import configcache
 from .env import getenv
 from .errors import ConfigError, PermissionDenied
+
+S_IFMT, S_IFREG, S_ISVTX = 0o170000, 0o100000, 0o1000  # <sys/stat.h>: see lock.py
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
@@ -74,14 +75,14 @@ def _same_file_state(a: posix.stat_result, b: posix.stat_result) -> bool:
 def check_secure(path: str, st: posix.stat_result) -> None:
     """Refuse a config that someone other than root could have written (like sshd's
     StrictModes): it decides which interfaces a root hook enslaves."""
-    if not S_ISREG(st.st_mode):
+    if st.st_mode & S_IFMT != S_IFREG:
         raise ConfigError(f"{path}: not a regular file")
     if st.st_uid not in (0, posix.geteuid()):
         raise PermissionDenied(f"{path}: insecure: owned by uid {st.st_uid}, not root; "
                                f"run 'chown root: {path}'")
     if st.st_mode & 0o022:
         raise PermissionDenied(f"{path}: insecure: writable by group or others "
-                               f"(mode {S_IMODE(st.st_mode):04o}); run 'chmod go-w {path}'")
+                               f"(mode {st.st_mode & 0o7777:04o}); run 'chmod go-w {path}'")
 
 
 def check_directories(path: str) -> None:
@@ -96,7 +97,7 @@ def check_directories(path: str) -> None:
         sticky = st.st_mode & S_ISVTX and st.st_uid == 0
         if st.st_uid not in (0, posix.geteuid()) or (st.st_mode & 0o022 and not sticky):
             owner = f"owned by uid {st.st_uid}" if st.st_uid not in (0, posix.geteuid()) \
-                else f"writable by group or others (mode {S_IMODE(st.st_mode):04o})"
+                else f"writable by group or others (mode {st.st_mode & 0o7777:04o})"
             raise PermissionDenied(f"{path}: insecure: its directory {directory} is {owner}; "
                                    f"keep the config where only root can write")
         if directory == "/":

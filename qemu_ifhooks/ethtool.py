@@ -9,7 +9,6 @@ buffer needs `array`, an import that costs more than the rest of the hook.
 
 from __future__ import annotations
 
-import errno
 import posix  # not os: see env.py
 
 import _struct as struct  # see nlsocket.py
@@ -49,6 +48,8 @@ class Offloads(Record):
 
 
 def _no_device(name: bytes) -> FileNotFoundError:
+    import errno  # here, not at the top: see nlsocket.py
+
     return FileNotFoundError(errno.ENODEV, posix.strerror(errno.ENODEV),
                              name.decode("utf-8", "surrogateescape"))
 
@@ -99,6 +100,8 @@ def _read_netlink(name: bytes) -> Offloads | None:
         try:
             replies = nl.request(family, request)
         except OSError as e:
+            import errno  # here, not at the top: see nlsocket.py
+
             if e.errno == errno.ENODEV:
                 raise _no_device(name) from None
             raise
@@ -106,12 +109,16 @@ def _read_netlink(name: bytes) -> Offloads | None:
         active = _attrs(msg, _GENLMSGHDR.size).get(_ETHTOOL_A_FEATURES_ACTIVE)
         if active is not None:
             return _offloads(active)
+    import errno  # here, not at the top: see nlsocket.py
+
     raise OSError(errno.EPROTO, f"no active features in the ethtool reply for {name!r}")
 
 
 def _read_ioctl(name: bytes) -> Offloads:
-    import _socket
+    import errno
     import fcntl
+
+    import _socket
 
     # Any socket reaches dev_ioctl(); AF_INET is the usual one, the others
     # cover kernels built without IPv4.

@@ -21,7 +21,6 @@ it imported would be loaded the usual way before the cache could run it.
 import marshal
 import posix
 import sys
-from _stat import S_ISREG  # see lock.py
 
 PACKAGE = __name__.rpartition(".")[0]
 DIRECTORY = __file__.rpartition("/")[0]
@@ -62,7 +61,7 @@ def load():
         return None
     try:
         info = posix.fstat(fd)
-        if not S_ISREG(info.st_mode):
+        if info.st_mode & 0o170000 != 0o100000:  # not S_ISREG (see lock.py)
             return None
         if info.st_uid not in (0, posix.geteuid()) or info.st_mode & 0o022:
             return None  # whoever could write it could run code as the hook

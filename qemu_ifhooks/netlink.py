@@ -15,8 +15,6 @@ kernel option is missing instead of showing a bare netlink error.
 
 from __future__ import annotations
 
-import errno
-
 import _socket as socket  # not `socket`: see nlsocket.py
 import _struct as struct  # see nlsocket.py
 
@@ -245,6 +243,8 @@ class MissingKernelFeature(OSError):
     """
 
     def __init__(self, feature: str, extack: str | None = None) -> None:
+        import errno  # here, not at the top: see nlsocket.py
+
         super().__init__(errno.EOPNOTSUPP, f"kernel lacks {_FEATURE_TEXT.get(feature, feature)}")
         self.feature = feature
         self.extack = extack
@@ -271,6 +271,8 @@ class Netlink(NetlinkSocket):
             try:
                 replies = self._request(_RTM_GETLINK, 0, payload)
             except OSError as e:
+                import errno  # here, not at the top: see nlsocket.py
+
                 if e.errno == errno.ENODEV:
                     return None
                 if e.errno == errno.EINVAL and self._ext_mask:
@@ -341,6 +343,8 @@ class Netlink(NetlinkSocket):
         try:
             self._ack(_RTM_NEWLINK, _NLM_F_CREATE | _NLM_F_EXCL, payload)
         except OSError as e:
+            import errno  # here, not at the top: see nlsocket.py
+
             if vlan_filtering and e.errno == errno.EOPNOTSUPP:
                 raise MissingKernelFeature(FEATURE_BRIDGE_VLAN_FILTERING, getattr(e, "extack", None)) from None
             raise
@@ -367,6 +371,8 @@ class Netlink(NetlinkSocket):
         try:
             self._ack(_RTM_NEWLINK, _NLM_F_CREATE | _NLM_F_EXCL, payload)
         except OSError as e:
+            import errno  # here, not at the top: see nlsocket.py
+
             extack = getattr(e, "extack", None)
             if e.errno == errno.EOPNOTSUPP and extack == "Unknown device type":
                 raise MissingKernelFeature(FEATURE_8021Q, extack) from None
@@ -437,6 +443,8 @@ class Netlink(NetlinkSocket):
         try:
             self._ack(msg_type, 0, payload)
         except OSError as e:
+            import errno  # here, not at the top: see nlsocket.py
+
             # EOPNOTSUPP also means "not a bridge port" (or a bridge without self_):
             # only a bridge that reports no default PVID proves the kernel lacks it.
             if e.errno == errno.EOPNOTSUPP and self._lacks_vlan_filtering(index):
@@ -497,6 +505,8 @@ class Netlink(NetlinkSocket):
         try:
             replies = self._dump(_RTM_GETADDR, payload)
         except OSError as e:
+            import errno  # here, not at the top: see nlsocket.py
+
             if e.errno == errno.ENODEV:  # strict kernels refuse an unknown index
                 return []
             raise

@@ -8,7 +8,6 @@ start, so importing a full netlink library would cost more than the work itself.
 
 from __future__ import annotations
 
-import errno
 import posix  # os re-exports it; the hook path does without importing os
 
 import _struct as struct  # struct.py only re-exports it: one module fewer per hook
@@ -16,6 +15,9 @@ import _struct as struct  # struct.py only re-exports it: one module fewer per h
 # The C module itself: `socket` would add enum, selectors and collections to every
 # hook start (about 2.5 ms) for nothing the hook uses.
 import _socket as socket
+
+# errno is imported where an error is handled, not here: a hook that succeeds
+# handles none, and initialising the module would cost it 0.08 ms.
 
 # netlink header (linux/netlink.h)
 _NLMSG_NOOP = 1
@@ -125,6 +127,8 @@ def _split(data):
     while offset + _NLMSGHDR.size <= len(data):
         length, mtype, flags, mseq, mpid = _NLMSGHDR.unpack_from(data, offset)
         if length < _NLMSGHDR.size or offset + length > len(data):
+            import errno
+
             raise OSError(errno.EPROTO, "truncated netlink message")
         yield mtype, flags, mseq, mpid, bytes(data[offset + _NLMSGHDR.size : offset + length])
         offset += _align(length)
@@ -234,6 +238,8 @@ class NetlinkSocket:
                         _raise_nlerror(-_I32.unpack_from(payload, 0)[0], None)
                     return
                 if mtype == _NLMSG_OVERRUN:
+                    import errno
+
                     raise OSError(errno.ENOBUFS, "netlink overrun")
                 if mtype == _NLMSG_NOOP:
                     continue
