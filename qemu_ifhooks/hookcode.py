@@ -5,8 +5,8 @@ interpreter is importing: for each of its modules importlib searches the path, s
 the source, opens and reads a .pyc and unmarshals it. Here the modules an ifup or
 ifdown imports are compiled once into one file, `__pycache__/hookcode.<tag>.bundle`
 in the package directory, without docstrings and asserts (as `python -OO` would) and
-with `from __future__ import annotations` applied at compile time; the launcher reads
-that file and runs the modules in dependency order.
+without annotations, which nothing reads at run time; the launcher reads that file and
+runs the modules in dependency order.
 
 It is a cache, as __pycache__ is: keyed on the interpreter's bytecode magic and each
 source's size and mtime, rebuilt by a hook that finds it missing or stale (when it
@@ -25,7 +25,7 @@ import sys
 PACKAGE = __name__.rpartition(".")[0]
 DIRECTORY = __file__.rpartition("/")[0]
 ROOTS = ("hook", "configcache", "ethtool")  # what an ifup or ifdown imports
-FORMAT = 1  # bump when the layout of the file changes
+FORMAT = 2  # bump when the file's layout, or how build() compiles, changes
 
 
 def cache_path() -> str:
@@ -148,13 +148,8 @@ def build():
     modules = []
     for name in order:
         info, tree = parsed[name]
-        flags = 0
-        if drop_future_annotations(tree):
-            import __future__
-
-            flags = __future__.annotations.compiler_flag
-        code = compile(tree, f"{DIRECTORY}/{name}.py", "exec", flags=flags, dont_inherit=True,
-                       optimize=2)
+        strip_annotations(tree)
+        code = compile(tree, f"{DIRECTORY}/{name}.py", "exec", dont_inherit=True, optimize=2)
         sources.append((name, info.st_size, info.st_mtime_ns))
         modules.append((name, code))
     try:
@@ -179,17 +174,36 @@ def top_level_imports(tree) -> list:
     return found
 
 
-def drop_future_annotations(tree) -> bool:
-    """Remove `from __future__ import annotations`, which at run time also imports the
-    __future__ module; the caller compiles with its flag instead."""
+def strip_annotations(tree) -> None:
+    """Remove what only a type checker reads: the annotations, which each `def` would
+    build into a dict at every hook start, and `from __future__ import annotations`,
+    which would import the __future__ module."""
     import ast
 
-    for node in tree.body:
-        if (isinstance(node, ast.ImportFrom) and node.module == "__future__"
-                and [alias.name for alias in node.names] == ["annotations"]):
-            tree.body.remove(node)
-            return True
-    return False
+    class Unannotated(ast.NodeTransformer):
+        def visit_arg(self, node):
+            node.annotation = None
+            return node
+
+        def visit_FunctionDef(self, node):
+            node.returns = None
+            self.generic_visit(node)
+            return node
+
+        visit_AsyncFunctionDef = visit_FunctionDef
+
+        def visit_AnnAssign(self, node):
+            if node.value is None:  # `name: type` alone binds nothing
+                return ast.copy_location(ast.Pass(), node)
+            return ast.copy_location(ast.Assign([node.target], node.value), node)
+
+        def visit_ImportFrom(self, node):
+            if node.module == "__future__" and [alias.name for alias in node.names] == ["annotations"]:
+                return None
+            return node
+
+    Unannotated().visit(tree)
+    ast.fix_missing_locations(tree)
 
 
 def save(data: bytes) -> None:
