@@ -25,6 +25,7 @@ import datetime
 import glob
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -90,7 +91,10 @@ bridge = "{VXLAN_BRIDGE}"
 vxlan = {{ vni = 5007, local = "{VXLAN_LOCAL}", dev = "{UPLINK_PEER}", remotes = ["203.0.113.2", "203.0.113.3"] }}
 """
 
-FULL = dict(runs=40, warmup=5, memory_runs=20, burst=128, sizes=[1, 100, 1000, 4000],
+SEED = 2026  # of the order of the contenders in each round (Worker.alternate)
+# 100 rounds: the hooks' ratios to the interpreter sit near their 1.3x target, and with
+# 40 their medians moved by up to 0.04 from run to run.
+FULL = dict(runs=100, warmup=5, memory_runs=20, burst=128, sizes=[1, 100, 1000, 4000],
             other_links=4000)
 QUICK = dict(runs=5, warmup=1, memory_runs=10, burst=16, sizes=[1, 100], other_links=100)
 
@@ -108,7 +112,7 @@ def parse_args(argv):
         prog="bench/run.py",
         description="Benchmark the qemu-ifhooks hooks against Debian's /etc/qemu-ifup "
                     "and a naive pyroute2 hook, in a network namespace of its own (root).")
-    p.add_argument("--runs", type=int, help="timed runs per contender and point (default 40)")
+    p.add_argument("--runs", type=int, help="timed runs per contender and point (default 100)")
     p.add_argument("--warmup", type=int, help="untimed warm-up runs before them (default 5)")
     p.add_argument("--memory-runs", type=int, help="runs per contender for the peak RSS "
                                                    "(default 20)")
@@ -663,15 +667,17 @@ class Worker:
     # -- measurements ------------------------------------------------------------------
 
     def alternate(self, contenders, runs=None, warmup=None) -> dict:
-        """Warm-up, then timed rounds; each round runs every contender once, the order
-        rotating from round to round so no contender always follows the same one.
+        """Warm-up, then timed rounds; each round runs every contender once, in an order
+        shuffled from round to round (with a fixed seed, so that a run can be repeated).
+        Not rotated: in a rotation each contender would always follow the same one, and
+        the one after the pyroute2 hook (250 ms of work) would always pay for it.
         Returns each contender's samples as lists: {"ms": [...], ...}."""
         runs = self.args.runs if runs is None else runs
         warmup = self.args.warmup if warmup is None else warmup
         samples = {name: [] for name, _ in contenders}
+        order = random.Random(SEED)
         for round_ in range(warmup + runs):
-            k = round_ % len(contenders)
-            for name, once in contenders[k:] + contenders[:k]:
+            for name, once in order.sample(contenders, len(contenders)):
                 sample = once()
                 if round_ >= warmup:
                     samples[name].append(sample)
