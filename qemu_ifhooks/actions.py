@@ -9,7 +9,7 @@ from .apply import Executor, verify_attached
 from .errors import PermissionDenied, UnavailableError
 from .lock import BridgeLock, guards_used
 from .netlink import BridgeVlan, Link, Netlink
-from .ops import Op, RemovePortRules, Unshape
+from .ops import Op
 from .plan import (check_offloads, plan_attach, plan_bridge, plan_detach, plan_teardown,
                    require_not_elsewhere, require_tap, uplink_needs_attaching)
 from .record import Record
@@ -164,8 +164,12 @@ def leftovers(nl: Netlink, tap: str) -> List[Op]:
     """What removes the rules and rate limits a TAP of this name has."""
     found: List[Op] = []
     if port_rules_exist(tap):
+        from .guardops import RemovePortRules  # only where guards were used
+
         found.append(RemovePortRules(tap))
     if shaping_exists(nl, tap):
+        from .guardops import Unshape
+
         found.append(Unshape(tap))
     return found
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 from .errors import HookError, KernelError, PermissionDenied, UnavailableError
 from .lock import mark_guards_used
 from .netlink import Link, MissingKernelFeature, Netlink
-from .ops import (BridgeVlanAdd, BridgeVlanDel, CreateBridge, CreateVlan, CreateVxlan, DeleteLink,
-                  FdbAppend, FdbDel, Op, RemovePortRules, SetAlias, SetBridgePort, SetDown,
-                  SetMaster, SetMtu, SetNoMaster, SetPortIsolated, SetPortRules, SetUp,
-                  ShapeGuest, Unshape)
+from .ops import (BridgeVlanAdd, BridgeVlanDel, CreateBridge, CreateVlan, DeleteLink, Op,
+                  SetAlias, SetDown, SetMaster, SetMtu, SetNoMaster, SetUp)
 from .plan import kernel_lacks
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
@@ -104,7 +102,7 @@ class Executor:
                 self._apply(op)
             except OSError as error:
                 raise kernel_error(op, error) from None
-            if isinstance(op, (CreateBridge, CreateVlan, CreateVxlan)):
+            if op.creates:
                 self.created.add(op.ifname)
             if inverse is not None and not op.compound:
                 self.undo.append(inverse)
@@ -112,16 +110,12 @@ class Executor:
     def _inverse(self, op: Op) -> Optional[Op]:
         """What returns the kernel to its state before `op`; None when nothing needs to
         (a link created in this run goes away whole) or nothing can (a deletion)."""
-        if isinstance(op, (CreateBridge, CreateVlan, CreateVxlan)):
+        if op.creates:
             return DeleteLink(op.ifname)
-        if isinstance(op, SetPortRules):
-            return RemovePortRules(op.ifname)  # rules a killed VM left are not worth keeping
-        if isinstance(op, ShapeGuest):
-            return Unshape(op.ifname)  # likewise its rate limits
-        if op.ifname in self.created or isinstance(op, (DeleteLink, RemovePortRules, Unshape)):
+        if op.kind == "guard":
+            return self._guard_inverse(op)
+        if op.ifname in self.created or isinstance(op, DeleteLink):
             return None
-        if isinstance(op, SetPortIsolated):
-            return SetPortIsolated(op.ifname, not op.isolated)
         self.index(op.ifname)  # makes sure its state before is known
         was = self.before[op.ifname]
         if isinstance(op, SetMtu):
@@ -138,13 +132,27 @@ class Executor:
             return BridgeVlanDel(op.ifname, op.vid)
         if isinstance(op, BridgeVlanDel):
             return BridgeVlanAdd(op.ifname, op.vid)
-        if isinstance(op, FdbAppend):
-            return FdbDel(op.ifname, op.dst)
-        if isinstance(op, FdbDel):
-            return FdbAppend(op.ifname, op.dst)
+        if op.kind == "vxlan":
+            from .vxlanops import FdbAppend, FdbDel
+
+            if isinstance(op, FdbAppend):
+                return FdbDel(op.ifname, op.dst)
+            if isinstance(op, FdbDel):
+                return FdbAppend(op.ifname, op.dst)
         # SetNoMaster: only `down` detaches, and it is not rolled back. SetBridgePort:
         # only planned with the SetMaster whose undo removes the port and its flags.
         return None
+
+    def _guard_inverse(self, op: Op) -> Optional[Op]:
+        from .guardops import RemovePortRules, SetPortIsolated, SetPortRules, ShapeGuest, Unshape
+
+        if isinstance(op, SetPortRules):
+            return RemovePortRules(op.ifname)  # rules a killed VM left are not worth keeping
+        if isinstance(op, ShapeGuest):
+            return Unshape(op.ifname)  # likewise its rate limits
+        if isinstance(op, SetPortIsolated) and op.ifname not in self.created:
+            return SetPortIsolated(op.ifname, not op.isolated)
+        return None  # RemovePortRules, Unshape: like deletions
 
     def rollback(self) -> None:
         """Undo this run's changes, newest first. Best effort: the error that caused the
@@ -160,6 +168,14 @@ class Executor:
                 self.created.discard(op.ifname)
 
     def _apply(self, op: Op) -> None:
+        if op.kind == "guard":
+            self._apply_guard(op)
+        elif op.kind == "vxlan":
+            self._apply_vxlan(op)
+        else:
+            self._apply_link(op)
+
+    def _apply_link(self, op: Op) -> None:
         nl = self.nl
         if isinstance(op, CreateBridge):
             nl.create_bridge(op.bridge, address=op.address, stp=op.stp,
@@ -185,7 +201,14 @@ class Executor:
         elif isinstance(op, DeleteLink):
             nl.delete_link(self.index(op.ifname))
             del self.indexes[op.ifname]
-        elif isinstance(op, SetPortRules):
+        else:  # pragma: no cover - a new Op type without an executor
+            raise TypeError(f"no executor for {op!r}")
+
+    def _apply_guard(self, op: Op) -> None:
+        from .guardops import RemovePortRules, SetPortIsolated, SetPortRules, ShapeGuest, Unshape
+
+        nl = self.nl
+        if isinstance(op, SetPortRules):
             mark_guards_used()
             nft = self.nftables()
             nft.ensure_table()
@@ -204,13 +227,12 @@ class Executor:
 
             tap = nl.get_link(op.ifname)
             tc.unshape(nl, op.ifname, tap.index if tap else None)
-        elif isinstance(op, (CreateVxlan, SetBridgePort, FdbAppend, FdbDel)):
-            self._apply_vxlan(op)
         else:  # pragma: no cover - a new Op type without an executor
             raise TypeError(f"no executor for {op!r}")
 
     def _apply_vxlan(self, op: Op) -> None:
         from . import vxlannl
+        from .vxlanops import CreateVxlan, FdbAppend, SetBridgePort
 
         if isinstance(op, CreateVxlan):
             vxlannl.create_vxlan(self.nl, op.ifname, vni=op.vni, local=op.local,

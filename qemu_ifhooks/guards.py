@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, List
 
+from .guardops import RemovePortRules, Unshape
 from .netlink import Link, Netlink
-from .ops import Op, RemovePortRules, Unshape
+from .ops import Op
 
 IFB_MARK = "qemu-ifhooks: "
 

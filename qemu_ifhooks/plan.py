@@ -10,8 +10,7 @@ from __future__ import annotations
 from .errors import NotATapError, UnavailableError
 from .netlink import FEATURE_8021Q, FEATURE_BRIDGE_VLAN_FILTERING, IFF_UP, BridgeVlan, Link
 from .ops import (BridgeVlanAdd, BridgeVlanDel, CreateBridge, CreateVlan, DeleteLink, Op,
-                  RemovePortRules, SetAlias, SetDown, SetMaster, SetMtu, SetNoMaster,
-                  SetPortIsolated, SetPortRules, SetUp, ShapeGuest, Unshape)
+                  SetAlias, SetDown, SetMaster, SetMtu, SetNoMaster, SetUp)
 from .record import Record
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
@@ -305,10 +304,10 @@ def plan_attach(segment: Segment, tap: Link, bridge: Link,
     ops: List[Op] = []
     # The rules first: no frame of the guest crosses the bridge before they hold, and
     # whatever a killed VM's TAP of the same name had is replaced (or removed).
-    if rules:
-        ops.append(SetPortRules(tap.name, tuple(rules)))
-    elif has_rules:
-        ops.append(RemovePortRules(tap.name))
+    if rules or has_rules:
+        from .guardops import RemovePortRules, SetPortRules  # only guarded TAPs load them
+
+        ops.append(SetPortRules(tap.name, tuple(rules)) if rules else RemovePortRules(tap.name))
     # MTU first: a port with a smaller MTU would lower an auto-MTU bridge.
     if tap.mtu != bridge.mtu:
         ops.append(SetMtu(tap.name, bridge.mtu))
@@ -318,11 +317,15 @@ def plan_attach(segment: Segment, tap: Link, bridge: Link,
         default = bridge.vlan_default_pvid
         tap_vlans = [BridgeVlan(default, True, True)] if default else []
     if segment.isolated:
+        from .guardops import SetPortIsolated
+
         ops.append(SetPortIsolated(tap.name, True))
-    if segment.guest_rx_mbit or segment.guest_tx_mbit:
-        ops.append(ShapeGuest(tap.name, segment.guest_rx_mbit, segment.guest_tx_mbit))
-    elif has_shaping:
-        ops.append(Unshape(tap.name))
+    if segment.guest_rx_mbit or segment.guest_tx_mbit or has_shaping:
+        from .guardops import ShapeGuest, Unshape
+
+        shaped = segment.guest_rx_mbit or segment.guest_tx_mbit
+        ops.append(ShapeGuest(tap.name, segment.guest_rx_mbit, segment.guest_tx_mbit) if shaped
+                   else Unshape(tap.name))
     if segment.vlan_aware:
         # Before the TAP comes up, so that no frame passes in a VLAN it is not for.
         ops += plan_tap_vlans(segment, tap.name, tap_vlans)

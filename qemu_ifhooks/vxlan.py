@@ -16,9 +16,10 @@ import _socket as socket  # not `socket`: see nlsocket.py
 
 from .configmodel import EvpnConfig, VxlanConfig
 from .errors import UnavailableError
-from .ops import CreateVxlan, FdbAppend, FdbDel, Op, SetAlias, SetBridgePort, SetMaster, SetMtu, SetUp
+from .ops import Op, SetAlias, SetMaster, SetMtu, SetUp
 from .plan import describe_link, vlan_mark
 from .record import Record
+from .vxlanops import CreateVxlan, FdbAppend, FdbDel, SetBridgePort
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:

@@ -15,8 +15,8 @@ import _socket as socket  # not `socket`: see nlsocket.py
 
 from .netlink import Netlink, _ifname, _parse_link
 from .nlsocket import _NLM_F_CREATE, _NLM_F_EXCL, _U32, _attr, _attrs, _nested, _u32_attr
-from .ops import VXLAN_PORT
 from .record import Record
+from .vxlanops import VXLAN_PORT
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
