@@ -316,7 +316,8 @@ class Report:
             "hook gets a TAP that exists and is detached and down, as QEMU hands it over; "
             "after each ifup `ip -j link` checks the TAP is on br0 and UP, after each ifdown "
             "that it has no master and is down. Resetting and checking are not timed.",
-            "- Contenders alternate in every round, the order rotating from round to round. "
+            "- Contenders alternate in every round, in an order shuffled from round to round "
+            "(a fixed seed), so that none always runs after the same one. "
             f"The timed runs start once the bench config is at least "
             f"{self.r['config_settle_s']:g} s old, as a host's config is older than its VM "
             "starts (the hook does not cache the parse of a config changed moments ago).",
