@@ -675,9 +675,9 @@ class Worker:
         runs = self.args.runs if runs is None else runs
         warmup = self.args.warmup if warmup is None else warmup
         samples = {name: [] for name, _ in contenders}
-        order = random.Random(SEED)
+        shuffled = random.Random(SEED)
         for round_ in range(warmup + runs):
-            for name, once in order.sample(contenders, len(contenders)):
+            for name, once in shuffled.sample(contenders, len(contenders)):
                 sample = once()
                 if round_ >= warmup:
                     samples[name].append(sample)

@@ -40,7 +40,7 @@ def main(config=None) -> None:
     """The launcher's entry: load the hook's code, then run the hook."""
     try:
         modules = load()
-        if modules is None:
+        if modules is None and may_write():
             from .hookbuild import build  # only when the cache is to be made
 
             modules = build()
@@ -90,6 +90,14 @@ def fresh(sources) -> bool:
         if info.st_size != size or info.st_mtime_ns != mtime:
             return False
     return True
+
+
+def may_write() -> bool:
+    """The cache's directory can be written (or made): root's hooks, a user's venv."""
+    directory = cache_path().rpartition("/")[0]
+    if posix.access(directory, posix.F_OK):
+        return posix.access(directory, posix.W_OK)
+    return posix.access(DIRECTORY, posix.W_OK)
 
 
 def run(modules) -> None:

@@ -35,7 +35,7 @@ class Op(Record):
     # Several kernel changes in one op: its undo also runs when it fails midway.
     compound = False
     creates = False  # it makes the link `ifname`, which its undo deletes
-    kind = "link"  # who carries it out: "link" (apply.py), "guard", "vxlan"
+    kind = "link"  # which part of apply.Executor carries it out: "link", "guard", "vxlan"
 
     def command(self) -> str:
         raise NotImplementedError
