@@ -11,7 +11,7 @@ from .apply import Executor
 from .configmodel import Config, Segment
 from .errors import UsageError, run_guarded
 from .lock import BridgeLock
-from .log import emit, warn
+from .log import LOG_INFO, emit, warn
 from .netlink import Netlink
 from .reattach import reattach
 
@@ -30,10 +30,8 @@ def select_bridges(config: Config, vlans: Sequence[int]) -> List[Segment]:
 
 
 def _tracer(verbose: bool) -> Callable[[str], None]:
-    import syslog
-
     def trace(command: str) -> None:
-        emit(syslog.LOG_INFO, f"admin: {command}")
+        emit(LOG_INFO, f"admin: {command}")
         if verbose:
             print(f"  {command}")
     return trace

@@ -24,14 +24,13 @@ import signal
 import socket
 import stat
 import struct
-import syslog
 import threading
 
 from . import brokerproto
 from .errors import (ConfigError, HookError, KernelError, PermissionDenied, UsageError,
                      one_line)
 from .linkwatch import LinkWatch
-from .log import emit
+from .log import LOG_DEBUG, LOG_ERR, LOG_INFO, LOG_WARNING, emit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -166,8 +165,8 @@ def grant(config: Config, caller: Caller, br: str, vnet: bool) -> Tuple[int, str
         label = f"broker: {tap}"
         with Netlink() as nl:
             link = attach(nl, segment, tap,
-                          lambda command: emit(syslog.LOG_INFO, f"{label}: {command}"),
-                          lambda message: emit(syslog.LOG_WARNING, f"{label}: warning: {message}"),
+                          lambda command: emit(LOG_INFO, f"{label}: {command}"),
+                          lambda message: emit(LOG_WARNING, f"{label}: warning: {message}"),
                           config.ports, qemu_pid=parent_of(caller.pid), helper_br=br)
             remember(tap, link.index, segment.vlan, segment.bridge, parent_of(caller.pid))
     except BaseException:
@@ -194,8 +193,8 @@ def sweep() -> None:
         for op in leftovers(nl):
             if op.ifname.startswith(TAP_PREFIX):
                 Executor(nl, trace=lambda command: emit(
-                    syslog.LOG_INFO, f"broker: sweep {op.ifname}: {command}")).apply([op])
-                emit(syslog.LOG_INFO, f"broker: swept {op.ifname}: its TAP is gone")
+                    LOG_INFO, f"broker: sweep {op.ifname}: {command}")).apply([op])
+                emit(LOG_INFO, f"broker: swept {op.ifname}: its TAP is gone")
         for record in read_attachments():
             if not record.tap.startswith(TAP_PREFIX):
                 continue
@@ -229,17 +228,17 @@ def handle(conn: socket.socket, config_path: Optional[str],
             with GRANT_LOCK:
                 fd, tap, segment = grant(load_config(config_path), caller, br, vnet)
         except HookError as error:
-            emit(syslog.LOG_WARNING, f"broker: refused {caller}: {error}")
+            emit(LOG_WARNING, f"broker: refused {caller}: {error}")
             reply(conn, f"error {error.status} {one_line(str(error))}")
             return
         except OSError as error:  # a netlink query refused (operations raise HookErrors)
             from .apply import refusal
 
             error = refusal("a netlink request", error)
-            emit(syslog.LOG_WARNING, f"broker: refused {caller}: {error}")
+            emit(LOG_WARNING, f"broker: refused {caller}: {error}")
             reply(conn, f"error {error.status} {one_line(str(error))}")
             return
-        emit(syslog.LOG_INFO, f"broker: granted {caller} {tap} on {segment.key} "
+        emit(LOG_INFO, f"broker: granted {caller} {tap} on {segment.key} "
                               f"(bridge {segment.bridge})")
         reply(conn, "ok", fd)
     finally:
@@ -338,7 +337,7 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    emit(syslog.LOG_INFO, f"broker: listening on {path or 'the socket systemd passed'}")
+    emit(LOG_INFO, f"broker: listening on {path or 'the socket systemd passed'}")
     active: dict = {}  # uid: connections being served
     active_lock = threading.Lock()
 
@@ -351,8 +350,8 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
                     import traceback
 
                     for line in traceback.format_exc().splitlines():
-                        emit(syslog.LOG_DEBUG, f"broker: {line}")
-                    emit(syslog.LOG_ERR, f"broker: internal error: {type(error).__name__}: "
+                        emit(LOG_DEBUG, f"broker: {line}")
+                    emit(LOG_ERR, f"broker: internal error: {type(error).__name__}: "
                                          f"{error}")
                     reply(conn, "error 70 internal error in the broker (see its log)")
         finally:
@@ -374,7 +373,7 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
                         sweep()
                     sweep_due = False
                 except Exception as error:  # noqa: BLE001 - tried again SWEEP_RETRY later
-                    emit(syslog.LOG_ERR, f"broker: sweep failed: {type(error).__name__}: "
+                    emit(LOG_ERR, f"broker: sweep failed: {type(error).__name__}: "
                                          f"{error}")
             try:
                 ready, _, _ = select.select([sock, watch], [], [],
@@ -392,7 +391,7 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
             except (BlockingIOError, InterruptedError):
                 continue  # the client gave up before we took it
             except OSError as error:  # e.g. EMFILE: wait for fds to free, never exit
-                emit(syslog.LOG_ERR, f"broker: accept failed: {error.strerror}")
+                emit(LOG_ERR, f"broker: accept failed: {error.strerror}")
                 import time
 
                 time.sleep(0.1)
@@ -405,7 +404,7 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
                 if not refused:
                     active[caller.uid] = busy + 1
             if refused:
-                emit(syslog.LOG_WARNING, f"broker: refused {caller}: too many connections")
+                emit(LOG_WARNING, f"broker: refused {caller}: too many connections")
                 reply(conn, "error 75 too many concurrent requests; try again")
                 conn.close()
                 continue
@@ -420,4 +419,4 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
                 os.unlink(path)
             except OSError:
                 pass
-        emit(syslog.LOG_INFO, "broker: stopped")
+        emit(LOG_INFO, "broker: stopped")

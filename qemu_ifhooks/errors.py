@@ -77,14 +77,13 @@ def run_guarded(label: str, body) -> int:
         return ExitStatus.SOFTWARE
     except Exception as error:  # noqa: BLE001 - the last line of defence
         import os
-        import syslog
         import traceback
 
-        from .log import emit
+        from .log import LOG_DEBUG, emit
 
         try:
             for line in traceback.format_exc().splitlines():
-                emit(syslog.LOG_DEBUG, f"{label}: {line}")
+                emit(LOG_DEBUG, f"{label}: {line}")
             if os.environ.get("QEMU_IFHOOKS_DEBUG"):
                 traceback.print_exc()
         except Exception:  # noqa: BLE001 - the one line below matters more

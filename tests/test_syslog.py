@@ -4,6 +4,7 @@ namespace where /dev/log is a datagram socket of the test's own."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tempfile
 
@@ -34,12 +35,14 @@ def test_ifup_and_ifdown_are_logged_to_syslog(netns, hooks):
     os.unlink(path)
     os.rmdir(directory)
 
-    # <PRI> 30 = daemon.info; the ident and PID come from openlog(LOG_PID).
+    # Each line as glibc's syslog() writes it (RFC 3164): <PRI> (30 = daemon.info), the
+    # local time, then the ident with the process's PID.
+    header = re.compile(r"<(\d+)>[A-Z][a-z]{2} [ 123]\d \d\d:\d\d:\d\d qemu-ifhooks\[[1-9]\d*\]: ")
+    assert messages and all(header.match(m) for m in messages), messages
     results = [m for m in messages if "result=" in m]
     assert len(results) == 2, messages
     for message, action in zip(results, ("ifup", "ifdown")):
-        assert message.startswith("<30>")
-        assert "qemu-ifhooks[" in message
+        assert header.match(message).group(1) == "30"
         for field in (f"action={action}", "tap=tap0", "bridge=br0", "vlan=0", "result=ok",
                       "duration_ms="):
             assert field in message
