@@ -69,14 +69,6 @@ def lock_timeout() -> float:
         return DEFAULT_TIMEOUT
 
 
-class _Expired(Exception):
-    pass
-
-
-def _expire(signum, frame):  # noqa: ARG001 - signal handler signature
-    raise _Expired()
-
-
 class BridgeLock:
     def __init__(self, bridge: str, timeout: Optional[float] = None):
         self.bridge = bridge
@@ -146,18 +138,22 @@ class BridgeLock:
             return
         except BlockingIOError:
             pass
-        # Block, but no longer than the timeout: an alarm interrupts flock(). (Imported
-        # here: `signal` brings `enum`, which an uncontended hook need not pay for.)
+        # Block, but no longer than the timeout: an alarm interrupts flock(), and its
+        # handler raises the timeout. (Imported here: `signal` brings `enum`, which an
+        # uncontended hook need not pay for.)
         import signal
 
-        previous = signal.signal(signal.SIGALRM, _expire)
+        timeout = LockTimeout(f"could not take the {what} lock for {self.bridge} within "
+                              f"{self.timeout:g} s ({self.path}); another qemu-ifhooks "
+                              f"process holds it")
+
+        def expire(signum, frame):  # noqa: ARG001 - signal handler signature
+            raise timeout
+
+        previous = signal.signal(signal.SIGALRM, expire)
         signal.setitimer(signal.ITIMER_REAL, self.timeout)
         try:
             fcntl.flock(self.fd, mode)
-        except _Expired:
-            raise LockTimeout(f"could not take the {what} lock for {self.bridge} within "
-                              f"{self.timeout:g} s ({self.path}); another qemu-ifhooks "
-                              f"process holds it") from None
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
