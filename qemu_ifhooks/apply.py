@@ -5,8 +5,7 @@ from __future__ import annotations
 from .errors import HookError, KernelError, PermissionDenied, UnavailableError
 from .lock import mark_guards_used
 from .netlink import Link, MissingKernelFeature, Netlink
-from .ops import (BridgeVlanAdd, BridgeVlanDel, CreateBridge, CreateVlan, DeleteLink, Op,
-                  SetAlias, SetDown, SetMaster, SetMtu, SetNoMaster, SetUp)
+from .ops import BridgeVlanAdd, BridgeVlanDel, Op, SetDown, SetMaster, SetMtu, SetNoMaster, SetUp
 from .plan import kernel_lacks
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
@@ -111,11 +110,15 @@ class Executor:
         """What returns the kernel to its state before `op`; None when nothing needs to
         (a link created in this run goes away whole) or nothing can (a deletion)."""
         if op.creates:
+            from .buildops import DeleteLink
+
             return DeleteLink(op.ifname)
         if op.kind == "guard":
             return self._guard_inverse(op)
-        if op.ifname in self.created or isinstance(op, DeleteLink):
+        if op.ifname in self.created:
             return None
+        if op.kind == "build":
+            return self._build_inverse(op)
         self.index(op.ifname)  # makes sure its state before is known
         was = self.before[op.ifname]
         if isinstance(op, SetMtu):
@@ -126,8 +129,6 @@ class Executor:
             return SetDown(op.ifname) if not was.is_up else None
         if isinstance(op, SetDown):
             return SetUp(op.ifname) if was.is_up else None
-        if isinstance(op, SetAlias):
-            return SetAlias(op.ifname, was.alias or "")
         if isinstance(op, BridgeVlanAdd):
             return BridgeVlanDel(op.ifname, op.vid)
         if isinstance(op, BridgeVlanDel):
@@ -143,6 +144,14 @@ class Executor:
         # only planned with the SetMaster whose undo removes the port and its flags.
         return None
 
+    def _build_inverse(self, op: Op) -> Optional[Op]:
+        from .buildops import SetAlias
+
+        if not isinstance(op, SetAlias):
+            return None  # DeleteLink: a deletion cannot be undone
+        self.index(op.ifname)  # makes sure its state before is known
+        return SetAlias(op.ifname, self.before[op.ifname].alias or "")
+
     def _guard_inverse(self, op: Op) -> Optional[Op]:
         from .guardops import RemovePortRules, SetPortIsolated, SetPortRules, ShapeGuest, Unshape
 
@@ -157,6 +166,8 @@ class Executor:
     def rollback(self) -> None:
         """Undo this run's changes, newest first. Best effort: the error that caused the
         rollback is the one to report."""
+        from .buildops import DeleteLink  # the undo of every creation
+
         while self.undo:
             op = self.undo.pop()
             self.trace(f"{op.command()} (undo)")
@@ -168,7 +179,9 @@ class Executor:
                 self.created.discard(op.ifname)
 
     def _apply(self, op: Op) -> None:
-        if op.kind == "guard":
+        if op.kind == "build":
+            self._apply_build(op)
+        elif op.kind == "guard":
             self._apply_guard(op)
         elif op.kind == "vxlan":
             self._apply_vxlan(op)
@@ -177,15 +190,7 @@ class Executor:
 
     def _apply_link(self, op: Op) -> None:
         nl = self.nl
-        if isinstance(op, CreateBridge):
-            nl.create_bridge(op.bridge, address=op.address, stp=op.stp,
-                             forward_delay=op.forward_delay, vlan_filtering=op.vlan_aware,
-                             default_pvid=0 if op.vlan_aware else None)
-        elif isinstance(op, CreateVlan):
-            nl.create_vlan(op.ifname, parent=self.index(op.parent), vid=op.vid)
-        elif isinstance(op, SetAlias):
-            nl.set_link(self.index(op.ifname), alias=op.alias)
-        elif isinstance(op, BridgeVlanAdd):
+        if isinstance(op, BridgeVlanAdd):
             nl.bridge_vlan_add(self.index(op.ifname), op.vid, pvid=op.pvid_untagged,
                                untagged=op.pvid_untagged)
         elif isinstance(op, BridgeVlanDel):
@@ -198,6 +203,21 @@ class Executor:
             nl.set_link(self.index(op.ifname), master=0)
         elif isinstance(op, (SetUp, SetDown)):
             nl.set_link(self.index(op.ifname), up=isinstance(op, SetUp))
+        else:  # pragma: no cover - a new Op type without an executor
+            raise TypeError(f"no executor for {op!r}")
+
+    def _apply_build(self, op: Op) -> None:
+        from .buildops import CreateBridge, CreateVlan, DeleteLink, SetAlias
+
+        nl = self.nl
+        if isinstance(op, CreateBridge):
+            nl.create_bridge(op.bridge, address=op.address, stp=op.stp,
+                             forward_delay=op.forward_delay, vlan_filtering=op.vlan_aware,
+                             default_pvid=0 if op.vlan_aware else None)
+        elif isinstance(op, CreateVlan):
+            nl.create_vlan(op.ifname, parent=self.index(op.parent), vid=op.vid)
+        elif isinstance(op, SetAlias):
+            nl.set_link(self.index(op.ifname), alias=op.alias)
         elif isinstance(op, DeleteLink):
             nl.delete_link(self.index(op.ifname))
             del self.indexes[op.ifname]

@@ -3,8 +3,10 @@ in the kernel as the equivalent `ip`, `bridge`, `nft` or `tc` command (`command(
 apply.py carries them out and knows their inverses. Kept apart from the planning so
 that the hook, which runs only a few of them, loads no more code than it needs.
 
-Here the operations on links, bridge ports and bridge VLANs; those of the guards
-(nftables rules, isolation, rate limits) are in guardops.py and those of VXLAN in
+Here the operations a hook runs on its TAP and on the ports of an existing bridge
+(links, bridge ports, bridge VLANs). Those that build and delete links are in
+buildops.py, which a hook loads only when it builds its bridge; those of the guards
+(nftables rules, isolation, rate limits) in guardops.py and those of VXLAN in
 vxlanops.py, which only a segment that uses them loads: every class costs each hook
 start some 15 microseconds to define.
 """
@@ -35,53 +37,13 @@ class Op(Record):
     # Several kernel changes in one op: its undo also runs when it fails midway.
     compound = False
     creates = False  # it makes the link `ifname`, which its undo deletes
-    kind = "link"  # which part of apply.Executor carries it out: "link", "guard", "vxlan"
+    kind = "link"  # the part of apply.Executor that carries it out: link, build, guard, vxlan
 
     def command(self) -> str:
         raise NotImplementedError
 
 
-class CreateBridge(Op):
-    __slots__ = (
-        "bridge",
-        "address",
-        "stp",
-        "forward_delay",  # seconds
-        # VLAN filtering on, and no default PVID: a new port is in no VLAN until the
-        # hook gives it its own (the kernel's default would put every port in VLAN 1).
-        "vlan_aware",
-    )
-    _defaults = {"vlan_aware": False}
-    creates = True
 
-    @property
-    def ifname(self) -> str:
-        """The link the op creates, named as in every other op."""
-        return self.bridge
-
-    def command(self) -> str:
-        vlans = " vlan_filtering 1 vlan_default_pvid 0" if self.vlan_aware else ""
-        return (f"ip link add {shell_quote(self.bridge)} address {mac_text(self.address)} type bridge "
-                f"stp_state {int(self.stp)} forward_delay {self.forward_delay * 100}{vlans}")
-
-
-class CreateVlan(Op):
-    __slots__ = ("ifname", "parent", "vid")
-    creates = True
-
-    def command(self) -> str:
-        return (f"ip link add link {shell_quote(self.parent)} name {shell_quote(self.ifname)} "
-                f"type vlan id {self.vid}")
-
-
-class SetAlias(Op):
-    __slots__ = (
-        "ifname",
-        "alias",
-    )
-
-    def command(self) -> str:
-        return f"ip link set dev {shell_quote(self.ifname)} alias {shell_quote(self.alias)}"
 
 
 class BridgeVlanAdd(Op):
@@ -137,10 +99,3 @@ class SetDown(Op):
 
     def command(self) -> str:
         return f"ip link set dev {shell_quote(self.ifname)} down"
-
-
-class DeleteLink(Op):
-    __slots__ = ("ifname",)
-
-    def command(self) -> str:
-        return f"ip link del dev {shell_quote(self.ifname)}"

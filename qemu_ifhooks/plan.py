@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from .errors import NotATapError, UnavailableError
 from .netlink import FEATURE_8021Q, FEATURE_BRIDGE_VLAN_FILTERING, IFF_UP, BridgeVlan, Link
-from .ops import (BridgeVlanAdd, BridgeVlanDel, CreateBridge, CreateVlan, DeleteLink, Op,
-                  SetAlias, SetDown, SetMaster, SetMtu, SetNoMaster, SetUp)
+from .ops import BridgeVlanAdd, BridgeVlanDel, Op, SetDown, SetMaster, SetMtu, SetNoMaster, SetUp
 from .record import Record
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
@@ -174,6 +173,8 @@ def plan_bridge(segment: Segment, bridge: Optional[Link], uplink: Optional[Link]
     ops: List[Op] = []
     if segment.classic and port is None:
         assert segment.uplink_port is not None and uplink is not None and segment.tag
+        from .buildops import CreateVlan, SetAlias
+
         # First of all: a kernel without 802.1Q refuses it before anything has changed.
         ops += [CreateVlan(segment.uplink_port, uplink.name, segment.tag),
                 SetAlias(segment.uplink_port, vlan_mark(segment))]
@@ -228,6 +229,8 @@ def new_bridge_ops(segment: Segment, port: Optional[Link], machine_id: bytes,
     # the uplink port, or the uplink while its subinterface, which will have the
     # uplink's address, does not exist yet.)
     address = port.address if port and port.address else derived_bridge_mac(name, machine_id)
+    from .buildops import CreateBridge
+
     return [CreateBridge(name, address, segment.stp, segment.forward_delay, segment.vlan_aware),
             *pinned_mtu_ops(segment, BRIDGE_DEFAULT_MTU, mtu)]
 
@@ -275,6 +278,8 @@ def predicted_bridge(plan: Plan, uplink: Optional[Link]) -> Link:
     """The bridge as `plan` (plan_bridge's, for a missing bridge) leaves it, so that a dry
     run can plan the TAP against it: the planned address, up, and the pinned MTU or else
     the uplink's (an auto-MTU bridge follows its ports)."""
+    from .buildops import CreateBridge
+
     create = next(op for op in plan.ops if isinstance(op, CreateBridge))
     pinned = [op.mtu for op in plan.ops if isinstance(op, SetMtu) and op.ifname == create.bridge]
     mtu = pinned[-1] if pinned else uplink.mtu if uplink is not None else BRIDGE_DEFAULT_MTU
@@ -377,6 +382,8 @@ def plan_teardown(segment: Segment, bridge: Optional[Link], ports: Sequence[Link
     still running, or ports someone else added) unless forced; then a classic segment's
     subinterface (`vlan_port`) or a VXLAN segment's link (`vxlan_port`), if the hooks
     created it and no bridge holds it."""
+    from .buildops import DeleteLink
+
     ops: List[Op] = []
     notes: List[str] = []
     if bridge is not None:

@@ -16,7 +16,8 @@ import _socket as socket  # not `socket`: see nlsocket.py
 
 from .configmodel import EvpnConfig, VxlanConfig
 from .errors import UnavailableError
-from .ops import Op, SetAlias, SetMaster, SetMtu, SetUp
+from .buildops import SetAlias
+from .ops import Op, SetMaster, SetMtu, SetUp
 from .plan import describe_link, vlan_mark
 from .record import Record
 from .vxlanops import CreateVxlan, FdbAppend, FdbDel, SetBridgePort

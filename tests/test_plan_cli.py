@@ -10,7 +10,8 @@ from conftest import CLI, SEED_CONFIG, assert_one_line_error, planned_commands
 
 from qemu_ifhooks.configmodel import Segment
 from qemu_ifhooks.netlink import IFF_UP, Link
-from qemu_ifhooks.ops import CreateBridge, SetMaster, SetMtu, SetUp
+from qemu_ifhooks.buildops import CreateBridge
+from qemu_ifhooks.ops import SetMaster, SetMtu, SetUp
 from qemu_ifhooks.plan import PREDICTED_INDEX, plan_attach, plan_bridge, predicted_bridge
 
 
