@@ -16,7 +16,7 @@ IFUP_VS_NAIVE = 8.0  # and at least this many times faster than the naive pyrout
 IFDOWN_VS_DEBIAN_IP = 2.0  # our ifdown at most this many times qemu-ifdown + one ip call
 FLOOR = 1.3  # ifup and ifdown, both install forms: at most this many times the interpreter
 GUARD_EXTRA_MS = 5.0  # what guarding a TAP may add to an ifup
-SCALING = 1.2  # the largest point at most this many times the 1-port figure
+SCALING = 1.2  # the largest point at most this many times the 1-port figure (see over_debian)
 VXLAN_VS_PLAIN = 1.2  # ifup on a VXLAN segment at most this many times a plain segment's
 BURST_P99_P50 = 10.0
 RSS_MIB = 20.0
@@ -37,6 +37,15 @@ def stats(values):
     return {"n": len(values), "min": min(values), "p10": percentile(values, 0.10),
             "median": percentile(values, 0.5), "p90": percentile(values, 0.90),
             "p99": percentile(values, 0.99), "max": max(values)}
+
+
+def over_debian(point):
+    """Our ifup over Debian's at a scaling point: the median of the per-round ratios.
+    The points are minutes apart, and the host's speed drifts more in that time than a
+    hook changes (single medians went 0.8-1.3x the 1-port figure from run to run);
+    Debian's script, run in the same rounds and doing the same enslaving in the kernel,
+    takes that drift out and leaves what the number of links costs our code."""
+    return percentile([o / d for o, d in zip(point["ours"]["ms"], point["debian"]["ms"])], 0.5)
 
 
 def verdict(ok):
@@ -111,12 +120,14 @@ class Report:
             for point in (largest, next((p for p in points if p["other_links"]), None)):
                 if point is None or point is base:
                     continue
-                ratio = point["ours_stats"]["median"] / base["ours_stats"]["median"]
+                ratio = over_debian(point) / over_debian(base)
                 ok = ratio <= SCALING
                 self.scaling_targets[point["label"]] = (ratio, ok)
-                self.targets.append((f"{point['label']} ≤ {SCALING:g}x the 1-port figure",
-                                     f"{ms(point['ours_stats']['median'])} / "
-                                     f"{ms(base['ours_stats']['median'])} ms = {ratio:.2f}x", ok))
+                self.targets.append((f"{point['label']} ≤ {SCALING:g}x the 1-port figure "
+                                     f"(ours over Debian's, per round)",
+                                     f"{over_debian(point):.2f} / {over_debian(base):.2f} = "
+                                     f"{ratio:.2f}x ({ms(point['ours_stats']['median'])} / "
+                                     f"{ms(base['ours_stats']['median'])} ms)", ok))
         self.burst_ok = {}
         for burst in self.r["burst"]:
             s = burst["stats"]
@@ -266,16 +277,16 @@ class Report:
                           f"{p['other_bridges']} more bridges)")
             if p["other_links"]:
                 where = f"1 on br0, {p['other_links']} other TAPs on no bridge"
-            ratio = s["median"] / base["ours_stats"]["median"]
+            ratio = over_debian(p) / over_debian(base)
             target = ""
             if p["label"] in self.scaling_targets:
                 target = f"≤ {SCALING:g}x: {ratio:.2f}x {verdict(ratio <= SCALING)}"
             rows.append((where, p["br0_ports"], p["links"], s["n"], ms(s["median"]),
                          f"{ms(s['p10'])}–{ms(s['p90'])}", f"{ms(s['min'])}–{ms(s['max'])}",
-                         f"{ratio:.2f}x", ms(d["median"]), target))
+                         ms(d["median"]), f"{over_debian(p):.2f}x", f"{ratio:.2f}x", target))
         return table(["TAPs already enslaved", "br0 ports before ifup", "links in ns", "runs",
-                      "our median ms", "p10–p90", "min–max", "vs 1 port", "Debian's median ms",
-                      "target"], rows)
+                      "our median ms", "p10–p90", "min–max", "Debian's median ms",
+                      "ours over Debian's (per round)", "vs 1 port", "target"], rows)
 
     def burst_table(self):
         rows = []
