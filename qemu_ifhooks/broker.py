@@ -239,7 +239,7 @@ def handle(conn: socket.socket, config_path: Optional[str],
             reply(conn, f"error {error.status} {one_line(str(error))}")
             return
         emit(LOG_INFO, f"broker: granted {caller} {tap} on {segment.key} "
-                              f"(bridge {segment.bridge})")
+                       f"(bridge {segment.bridge})")
         reply(conn, "ok", fd)
     finally:
         if fd >= 0:
@@ -352,7 +352,7 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
                     for line in traceback.format_exc().splitlines():
                         emit(LOG_DEBUG, f"broker: {line}")
                     emit(LOG_ERR, f"broker: internal error: {type(error).__name__}: "
-                                         f"{error}")
+                                  f"{error}")
                     reply(conn, "error 70 internal error in the broker (see its log)")
         finally:
             with active_lock:
@@ -374,7 +374,7 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
                     sweep_due = False
                 except Exception as error:  # noqa: BLE001 - tried again SWEEP_RETRY later
                     emit(LOG_ERR, f"broker: sweep failed: {type(error).__name__}: "
-                                         f"{error}")
+                                  f"{error}")
             try:
                 ready, _, _ = select.select([sock, watch], [], [],
                                             SWEEP_RETRY if sweep_due else None)

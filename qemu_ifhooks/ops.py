@@ -43,9 +43,6 @@ class Op(Record):
         raise NotImplementedError
 
 
-
-
-
 class BridgeVlanAdd(Op):
     __slots__ = (
         "ifname",

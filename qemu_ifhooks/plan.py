@@ -223,14 +223,14 @@ def require_buildable(segment: Segment, bridge: Optional[Link], uplink: Optional
 
 def new_bridge_ops(segment: Segment, port: Optional[Link], machine_id: bytes,
                    mtu: Optional[int] = None) -> List[Op]:
+    from .buildops import CreateBridge
+
     name = segment.bridge
     # A fixed address: a bridge otherwise takes its lowest port MAC, which changes as
     # guests come and go and breaks the host's ARP entries on the segment. (`port` is
     # the uplink port, or the uplink while its subinterface, which will have the
     # uplink's address, does not exist yet.)
     address = port.address if port and port.address else derived_bridge_mac(name, machine_id)
-    from .buildops import CreateBridge
-
     return [CreateBridge(name, address, segment.stp, segment.forward_delay, segment.vlan_aware),
             *pinned_mtu_ops(segment, BRIDGE_DEFAULT_MTU, mtu)]
 

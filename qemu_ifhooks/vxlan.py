@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import _socket as socket  # not `socket`: see nlsocket.py
 
+from .buildops import SetAlias
 from .configmodel import EvpnConfig, VxlanConfig
 from .errors import UnavailableError
-from .buildops import SetAlias
 from .ops import Op, SetMaster, SetMtu, SetUp
 from .plan import describe_link, vlan_mark
 from .record import Record
