@@ -293,7 +293,9 @@ def activated_socket() -> Optional[socket.socket]:
 
 def bind(path: str) -> socket.socket:
     """A listening socket at `path` that anyone may connect to (callers are checked by
-    their credentials); a stale socket file is replaced, anything else is refused."""
+    their credentials); a stale socket file is replaced, anything else is refused.
+    It listens before it gets its name: a client that finds the path is never refused
+    for coming between bind() and listen()."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, mode=0o755, exist_ok=True)
     try:
@@ -313,9 +315,23 @@ def bind(path: str) -> socket.socket:
         finally:
             probe.close()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    sock.bind(path)
-    os.chmod(path, 0o666)
-    sock.listen(64)
+    unnamed = f"{path}.{os.getpid()}"
+    try:
+        sock.bind(unnamed)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        os.chmod(unnamed, 0o666)
+        sock.listen(64)
+        os.rename(unnamed, path)
+    except BaseException:
+        sock.close()
+        try:
+            os.unlink(unnamed)
+        except FileNotFoundError:
+            pass  # renamed just before a stop: the next start replaces it as stale
+        raise
     return sock
 
 
@@ -324,20 +340,14 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
         raise PermissionDenied("the broker creates TAPs for others: run it as root")
     from .configfile import load_config
 
-    load_config(config_path)  # refuse to start on a config that does not load
-    watch = LinkWatch()  # before the socket: nothing to undo if it cannot be had
-    sock = activated_socket() if socket_path is None else None
-    path = None
-    if sock is None:
-        path = socket_path or brokerproto.DEFAULT_SOCKET
-        sock = bind(path)
-
     def stop(signum, frame):
         raise SystemExit(0)
+    # Before the socket exists: a stop that comes as soon as it does still removes it.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    emit(LOG_INFO, f"broker: listening on {path or 'the socket systemd passed'}")
+    load_config(config_path)  # refuse to start on a config that does not load
+    watch = LinkWatch()  # before the socket: nothing to undo if it cannot be had
     active: dict = {}  # uid: connections being served
     active_lock = threading.Lock()
 
@@ -360,12 +370,18 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
                 if not active[caller.uid]:
                     del active[caller.uid]
 
-    # The rules, ifb devices and record of a TAP outlive it: sweep when one of ours goes
-    # (the kernel's RTM_DELLINK), when the kernel dropped such events, and once at start
-    # for what a broker before this one left.
-    sweep_due = True
-    sock.setblocking(False)
+    sock = activated_socket() if socket_path is None else None
+    path = None
+    if sock is None:
+        sock = bind(socket_path or brokerproto.DEFAULT_SOCKET)
+        path = socket_path or brokerproto.DEFAULT_SOCKET  # ours to remove from here on
     try:
+        emit(LOG_INFO, f"broker: listening on {path or 'the socket systemd passed'}")
+        # The rules, ifb devices and record of a TAP outlive it: sweep when one of ours
+        # goes (the kernel's RTM_DELLINK), when the kernel dropped such events, and once
+        # at start for what a broker before this one left.
+        sweep_due = True
+        sock.setblocking(False)
         while True:
             if sweep_due:
                 try:

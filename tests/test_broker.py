@@ -335,3 +335,35 @@ def test_one_users_flood_of_idle_connections_does_not_lock_others_out(lab):
         for sock in idle:
             sock.close()
     assert wait_for(lambda: taps(host) == [])
+
+
+def test_the_socket_appears_listening_and_a_stop_at_once_removes_it(lab):
+    """A client that finds the socket path the moment it appears is served, never
+    refused (the socket listens before it gets its name); a broker stopped the moment
+    its socket appears still removes it. Each start is raced as tightly as a loop can."""
+    host, _, hooks, broker = lab
+    broker.stop()
+    for attempt in range(12):
+        path = str(hooks.dir.parent / f"race{attempt}.sock")
+        process = host.popen(CLI, "broker", "--socket", path, env=hooks.env(),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 15
+            while not os.path.exists(path):
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "broker did not start"
+            if attempt % 2:
+                process.terminate()
+            else:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    sock.connect(path)  # ECONNREFUSED if it were not listening yet
+                process.terminate()
+            _, err = process.communicate(timeout=15)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        assert (process.returncode, err) == (0, ""), err
+        assert not os.path.exists(path)
+        assert [name for name in os.listdir(hooks.dir.parent) if name.startswith(f"race{attempt}")] == []
