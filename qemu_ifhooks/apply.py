@@ -119,6 +119,8 @@ class Executor:
             return None
         if op.kind == "build":
             return self._build_inverse(op)
+        if op.kind == "vxlan":
+            return self._vxlan_inverse(op)
         self.index(op.ifname)  # makes sure its state before is known
         was = self.before[op.ifname]
         if isinstance(op, SetMtu):
@@ -133,16 +135,7 @@ class Executor:
             return BridgeVlanDel(op.ifname, op.vid)
         if isinstance(op, BridgeVlanDel):
             return BridgeVlanAdd(op.ifname, op.vid)
-        if op.kind == "vxlan":
-            from .vxlanops import FdbAppend, FdbDel
-
-            if isinstance(op, FdbAppend):
-                return FdbDel(op.ifname, op.dst)
-            if isinstance(op, FdbDel):
-                return FdbAppend(op.ifname, op.dst)
-        # SetNoMaster: only `down` detaches, and it is not rolled back. SetBridgePort:
-        # only planned with the SetMaster whose undo removes the port and its flags.
-        return None
+        return None  # SetNoMaster: only `down` detaches, and it is not rolled back
 
     def _build_inverse(self, op: Op) -> Optional[Op]:
         from .buildops import SetAlias
@@ -151,6 +144,17 @@ class Executor:
             return None  # DeleteLink: a deletion cannot be undone
         self.index(op.ifname)  # makes sure its state before is known
         return SetAlias(op.ifname, self.before[op.ifname].alias or "")
+
+    def _vxlan_inverse(self, op: Op) -> Optional[Op]:
+        from .vxlanops import FdbAppend, FdbDel
+
+        if isinstance(op, FdbAppend):
+            return FdbDel(op.ifname, op.dst)
+        if isinstance(op, FdbDel):
+            return FdbAppend(op.ifname, op.dst)
+        # SetBridgePort: only planned with the SetMaster whose undo removes the port and
+        # its flags.
+        return None
 
     def _guard_inverse(self, op: Op) -> Optional[Op]:
         from .guardops import RemovePortRules, SetPortIsolated, SetPortRules, ShapeGuest, Unshape

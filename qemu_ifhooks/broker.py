@@ -373,8 +373,9 @@ def serve(socket_path: Optional[str], config_path: Optional[str]) -> int:
     sock = activated_socket() if socket_path is None else None
     path = None
     if sock is None:
-        sock = bind(socket_path or brokerproto.DEFAULT_SOCKET)
-        path = socket_path or brokerproto.DEFAULT_SOCKET  # ours to remove from here on
+        requested = socket_path or brokerproto.DEFAULT_SOCKET
+        sock = bind(requested)
+        path = requested  # ours to remove from here on
     try:
         emit(LOG_INFO, f"broker: listening on {path or 'the socket systemd passed'}")
         # The rules, ifb devices and record of a TAP outlive it: sweep when one of ours

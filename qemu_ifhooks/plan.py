@@ -325,10 +325,10 @@ def plan_attach(segment: Segment, tap: Link, bridge: Link,
         from .guardops import SetPortIsolated
 
         ops.append(SetPortIsolated(tap.name, True))
-    if segment.guest_rx_mbit or segment.guest_tx_mbit or has_shaping:
+    shaped = segment.guest_rx_mbit or segment.guest_tx_mbit
+    if shaped or has_shaping:
         from .guardops import ShapeGuest, Unshape
 
-        shaped = segment.guest_rx_mbit or segment.guest_tx_mbit
         ops.append(ShapeGuest(tap.name, segment.guest_rx_mbit, segment.guest_tx_mbit) if shaped
                    else Unshape(tap.name))
     if segment.vlan_aware:
