@@ -8,7 +8,7 @@ import posix  # not os: see env.py
 from .apply import Executor, verify_attached
 from .errors import PermissionDenied, UnavailableError
 from .lock import BridgeLock, guards_used
-from .netlink import BridgeVlan, Link, Netlink
+from .netlink import Link, Netlink
 from .ops import Op
 from .plan import (check_offloads, plan_attach, plan_bridge, plan_detach, plan_teardown,
                    require_not_elsewhere, require_tap, uplink_needs_attaching)
@@ -18,6 +18,7 @@ TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
     from typing import Callable, List, Optional, Sequence
 
+    from .bridgevlan import BridgeVlan
     from .configmodel import Segment
     from .plan import Plan
     from .portconfig import Port
@@ -70,9 +71,13 @@ def observe(nl: Netlink, segment: Segment) -> Scene:
     addresses: List[str] = []
     uplink_vlans = None
     if port is not None and uplink_needs_attaching(port, bridge):
-        addresses = nl.global_addresses(port.index)
+        from .linkbuild import global_addresses  # only for a port about to be enslaved
+
+        addresses = global_addresses(nl, port.index)
     elif port is not None and segment.vlan_aware:
-        uplink_vlans = nl.bridge_vlans(port.index)
+        from .bridgevlan import bridge_vlans  # only VLAN-aware bridges load it
+
+        uplink_vlans = bridge_vlans(nl, port.index)
     vxlan = observe_vxlan(nl, segment) if segment.vxlan is not None else None
     return Scene(bridge, uplink, vlan_port, addresses, uplink_vlans, vxlan)
 
@@ -108,7 +113,9 @@ def check_uplink_offloads(segment: Segment, scene: Scene, warn: Callable[[str], 
 def tap_vlans(nl: Netlink, segment: Segment, tap: Link, bridge: Link) -> List[BridgeVlan]:
     """The VLANs of a TAP already on a VLAN-aware bridge (a repeated ifup)."""
     if segment.vlan_aware and tap.master == bridge.index:
-        return nl.bridge_vlans(tap.index)
+        from .bridgevlan import bridge_vlans
+
+        return bridge_vlans(nl, tap.index)
     return []
 
 
@@ -263,10 +270,12 @@ def teardown(nl: Netlink, segment: Segment, force: bool, trace: Trace,
              note: Callable[[str], None] = lambda message: None) -> bool:
     """Delete the segment's bridge, and a classic segment's subinterface if the hooks
     made it; False when there was nothing to delete."""
+    from .linkbuild import list_links
+
     with BridgeLock(segment.bridge) as lock:
         lock.exclusive()
         bridge = nl.get_link(segment.bridge)
-        ports = nl.list_links(master=bridge.index) if bridge else []
+        ports = list_links(nl, master=bridge.index) if bridge else []
         vlan_port = nl.get_link(segment.uplink_port) if segment.classic else None
         vxlan_port = nl.get_link(segment.vxlan_port) if segment.vxlan_port else None
         plan = plan_teardown(segment, bridge, ports, force, vlan_port, vxlan_port)

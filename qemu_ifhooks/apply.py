@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .errors import HookError, KernelError, PermissionDenied, UnavailableError
 from .lock import mark_guards_used
-from .netlink import Link, MissingKernelFeature, Netlink
+from .netlink import Link, Netlink
 from .ops import BridgeVlanAdd, BridgeVlanDel, Op, SetDown, SetMaster, SetMtu, SetNoMaster, SetUp
 from .plan import kernel_lacks
 
@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 
 def kernel_error(op: Op, error: OSError) -> HookError:
     """Map the kernel's refusal of one operation to the exit-status table."""
-    if isinstance(error, MissingKernelFeature):
-        return kernel_lacks(error.feature)
+    feature = getattr(error, "feature", None)  # bridgevlan.MissingKernelFeature
+    if feature is not None:
+        return kernel_lacks(feature)
     return refusal(f"'{op.command()}'", error)
 
 
@@ -195,10 +196,14 @@ class Executor:
     def _apply_link(self, op: Op) -> None:
         nl = self.nl
         if isinstance(op, BridgeVlanAdd):
-            nl.bridge_vlan_add(self.index(op.ifname), op.vid, pvid=op.pvid_untagged,
-                               untagged=op.pvid_untagged)
+            from .bridgevlan import bridge_vlan_add
+
+            bridge_vlan_add(nl, self.index(op.ifname), op.vid, pvid=op.pvid_untagged,
+                            untagged=op.pvid_untagged)
         elif isinstance(op, BridgeVlanDel):
-            nl.bridge_vlan_del(self.index(op.ifname), op.vid)
+            from .bridgevlan import bridge_vlan_del
+
+            bridge_vlan_del(nl, self.index(op.ifname), op.vid)
         elif isinstance(op, SetMtu):
             nl.set_link(self.index(op.ifname), mtu=op.mtu)
         elif isinstance(op, SetMaster):
@@ -212,24 +217,26 @@ class Executor:
 
     def _apply_build(self, op: Op) -> None:
         from .buildops import CreateBridge, CreateVlan, DeleteLink, SetAlias
+        from .linkbuild import create_bridge, create_vlan, delete_link
 
         nl = self.nl
         if isinstance(op, CreateBridge):
-            nl.create_bridge(op.bridge, address=op.address, stp=op.stp,
-                             forward_delay=op.forward_delay, vlan_filtering=op.vlan_aware,
-                             default_pvid=0 if op.vlan_aware else None)
+            create_bridge(nl, op.bridge, address=op.address, stp=op.stp,
+                          forward_delay=op.forward_delay, vlan_filtering=op.vlan_aware,
+                          default_pvid=0 if op.vlan_aware else None)
         elif isinstance(op, CreateVlan):
-            nl.create_vlan(op.ifname, parent=self.index(op.parent), vid=op.vid)
+            create_vlan(nl, op.ifname, parent=self.index(op.parent), vid=op.vid)
         elif isinstance(op, SetAlias):
             nl.set_link(self.index(op.ifname), alias=op.alias)
         elif isinstance(op, DeleteLink):
-            nl.delete_link(self.index(op.ifname))
+            delete_link(nl, self.index(op.ifname))
             del self.indexes[op.ifname]
         else:  # pragma: no cover - a new Op type without an executor
             raise TypeError(f"no executor for {op!r}")
 
     def _apply_guard(self, op: Op) -> None:
         from .guardops import RemovePortRules, SetPortIsolated, SetPortRules, ShapeGuest, Unshape
+        from .linkbuild import set_bridge_port
 
         nl = self.nl
         if isinstance(op, SetPortRules):
@@ -240,7 +247,7 @@ class Executor:
         elif isinstance(op, RemovePortRules):
             self.nftables().remove_port(op.ifname)
         elif isinstance(op, SetPortIsolated):
-            nl.set_bridge_port(self.index(op.ifname), isolated=op.isolated)
+            set_bridge_port(nl, self.index(op.ifname), isolated=op.isolated)
         elif isinstance(op, ShapeGuest):
             from . import tc
 
@@ -256,6 +263,7 @@ class Executor:
 
     def _apply_vxlan(self, op: Op) -> None:
         from . import vxlannl
+        from .linkbuild import set_bridge_port
         from .vxlanops import CreateVxlan, FdbAppend, SetBridgePort
 
         if isinstance(op, CreateVxlan):
@@ -264,8 +272,8 @@ class Executor:
                                  learning=op.learning, mtu=op.mtu)
         elif isinstance(op, SetBridgePort):
             flags = {"learning": op.learning, "neigh_suppress": op.neigh_suppress}
-            self.nl.set_bridge_port(self.index(op.ifname),
-                                    **{name: on for name, on in flags.items() if on is not None})
+            set_bridge_port(self.nl, self.index(op.ifname),
+                            **{name: on for name, on in flags.items() if on is not None})
         elif isinstance(op, FdbAppend):
             vxlannl.fdb_append(self.nl, self.index(op.ifname), op.dst)
         else:

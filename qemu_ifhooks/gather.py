@@ -270,10 +270,11 @@ def gather(explicit_config: Optional[str], directories: Sequence[str]) -> Facts:
     detached = detached_of(config, inventory) if config else ()
     drops, problems = firewall()
     from .guards import guarded_taps, shaped_taps
+    from .linkbuild import list_links
     from .netlink import Netlink
 
     with Netlink() as nl:
-        shaped = tuple(shaped_taps(nl.list_links()))
+        shaped = tuple(shaped_taps(list_links(nl)))
     evpn = None
     if config is not None:
         from .frr import evpn_segments, read_evpn_state

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Dict, Iterable, List
 
 from .guardops import RemovePortRules, Unshape
+from .linkbuild import list_links
 from .netlink import Link, Netlink
 from .ops import Op
 
@@ -40,7 +41,7 @@ def shaped_taps(links: Iterable[Link]) -> Dict[str, List[str]]:
 
 def leftovers(nl: Netlink) -> List[Op]:
     """What removes rules and ifb devices whose TAP is gone."""
-    links = nl.list_links()
+    links = list_links(nl)
     present = {link.name for link in links}
     ops: List[Op] = [RemovePortRules(tap) for tap in guarded_taps() if tap not in present]
     ops += [Unshape(tap) for tap in shaped_taps(links) if tap not in present]

@@ -8,7 +8,7 @@ decision a hook makes can be tested with plain values.
 from __future__ import annotations
 
 from .errors import NotATapError, UnavailableError
-from .netlink import FEATURE_8021Q, FEATURE_BRIDGE_VLAN_FILTERING, IFF_UP, BridgeVlan, Link
+from .netlink import IFF_UP, Link
 from .ops import BridgeVlanAdd, BridgeVlanDel, Op, SetDown, SetMaster, SetMtu, SetNoMaster, SetUp
 from .record import Record
 
@@ -16,6 +16,7 @@ TYPE_CHECKING = False  # typing costs milliseconds of every hook start
 if TYPE_CHECKING:
     from typing import List, Optional, Sequence, Set
 
+    from .bridgevlan import BridgeVlan
     from .configmodel import Segment
     from .portsecurity import Rule
     from .vxlan import VxlanScene
@@ -64,7 +65,9 @@ def require_tap(tap: Link) -> None:
 
 def kernel_lacks(feature: str) -> UnavailableError:
     """What to say when the running kernel cannot do what the config asks
-    (netlink.MissingKernelFeature, or an existing bridge without VLAN attributes)."""
+    (bridgevlan.MissingKernelFeature, or an existing bridge without VLAN attributes)."""
+    from .bridgevlan import FEATURE_8021Q
+
     if feature == FEATURE_8021Q:
         return UnavailableError("this kernel lacks 802.1Q VLAN support (CONFIG_VLAN_8021Q); "
                                 "load it with 'modprobe 8021q'")
@@ -103,6 +106,8 @@ def require_vlan_filtering(segment: Segment, bridge: Link) -> None:
     """A VLAN-aware segment's existing bridge must filter VLANs already: turning it on
     would cut off every guest on the bridge that has no VLAN yet."""
     if bridge.vlan_default_pvid is None:  # the kernel reports it only when built with it
+        from .bridgevlan import FEATURE_BRIDGE_VLAN_FILTERING
+
         raise kernel_lacks(FEATURE_BRIDGE_VLAN_FILTERING)
     if not bridge.vlan_filtering:
         raise UnavailableError(
@@ -316,11 +321,9 @@ def plan_attach(segment: Segment, tap: Link, bridge: Link,
     # MTU first: a port with a smaller MTU would lower an auto-MTU bridge.
     if tap.mtu != bridge.mtu:
         ops.append(SetMtu(tap.name, bridge.mtu))
-    if tap.master != bridge.index:
+    joining = tap.master != bridge.index
+    if joining:
         ops.append(SetMaster(tap.name, segment.bridge))
-        # A new port gets the bridge's default PVID, if it has one.
-        default = bridge.vlan_default_pvid
-        tap_vlans = [BridgeVlan(default, True, True)] if default else []
     if segment.isolated:
         from .guardops import SetPortIsolated
 
@@ -332,6 +335,11 @@ def plan_attach(segment: Segment, tap: Link, bridge: Link,
         ops.append(ShapeGuest(tap.name, segment.guest_rx_mbit, segment.guest_tx_mbit) if shaped
                    else Unshape(tap.name))
     if segment.vlan_aware:
+        if joining:  # a new port gets the bridge's default PVID, if it has one
+            from .bridgevlan import BridgeVlan
+
+            default = bridge.vlan_default_pvid
+            tap_vlans = [BridgeVlan(default, True, True)] if default else []
         # Before the TAP comes up, so that no frame passes in a VLAN it is not for.
         ops += plan_tap_vlans(segment, tap.name, tap_vlans)
     if not tap.is_up:
@@ -342,6 +350,8 @@ def plan_attach(segment: Segment, tap: Link, bridge: Link,
 def plan_tap_vlans(segment: Segment, tap: str, have: Sequence[BridgeVlan]) -> List[Op]:
     """A TAP on a VLAN-aware bridge is in its segment's VLAN, untagged, and in the trunk
     VLANs, tagged; in no other (no VLAN 1 leak)."""
+    from .bridgevlan import BridgeVlan
+
     assert segment.tag is not None
     want = {segment.tag: BridgeVlan(segment.tag, True, True)}
     want.update((vid, BridgeVlan(vid, False, False)) for vid in segment.trunk)

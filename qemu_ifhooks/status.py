@@ -298,10 +298,11 @@ def run_status(config: Config, as_json: bool) -> int:
     from .inventory import read_inventory
 
     from .guards import guarded_taps, shaped_taps
+    from .linkbuild import list_links
     from .netlink import Netlink
 
     with Netlink() as nl:
-        shaped = shaped_taps(nl.list_links())
+        shaped = shaped_taps(list_links(nl))
     from .vxlancheck import read_fdb
 
     segments = build_status(config, read_inventory(), tap_holders(), read_attachments(),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import struct
 
+from .linkbuild import create_link, delete_link
 from .netlink import Netlink
 from .nlsocket import _NLM_F_CREATE, _NLM_F_EXCL, _attr, _nested, _u32_attr
 
@@ -129,7 +130,7 @@ def shape(nl: Netlink, tap_index: int, tap: str, rx_mbit: Optional[int], tx_mbit
 
 
 def _create_ifb(nl: Netlink, name: str, alias: str):
-    nl.create_link(name, "ifb")
+    create_link(nl, name, "ifb")
     ifb = nl.get_link(name)
     if ifb is None:
         raise OSError(errno.ENODEV, f"{name} vanished once created")
@@ -143,7 +144,7 @@ def remove_ifb(nl: Netlink, name: str) -> bool:
     link = nl.get_link(name)
     if link is None or link.kind != "ifb" or not (link.alias or "qemu-ifhooks: ").startswith("qemu-ifhooks: "):
         return False
-    nl.delete_link(link.index)
+    delete_link(nl, link.index)
     return True
 
 

@@ -6,8 +6,9 @@ Meant to run inside a test network namespace:
 
 prints one JSON list with a result per operation.  A raised exception becomes
 {"error": "<class name>", "errno": N, "text": ..., "extack": ..., "feature": ...}
-(feature: that of netlink.MissingKernelFeature) and does not stop later operations.
-Bridge VLANs (netlink.BridgeVlan) come out as [vid, pvid, untagged].
+(feature: that of bridgevlan.MissingKernelFeature) and does not stop later operations.
+Bridge VLANs (bridgevlan.BridgeVlan) come out as [vid, pvid, untagged]. An op names a
+method of netlink.Netlink or a function of linkbuild.py or bridgevlan.py.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def _mac(text):
 
 
 def run(ops: list) -> list:
+    from qemu_ifhooks import bridgevlan, linkbuild
     from qemu_ifhooks.ethtool import _read_ioctl, _read_netlink, read_offloads
     from qemu_ifhooks.netlink import Netlink
 
@@ -59,8 +61,11 @@ def run(ops: list) -> list:
                     result = readers[name](**args)
                 elif name == "get_link_index":  # index of a name, for later ops
                     result = nl.get_link(args["name"]).index
-                else:
+                elif hasattr(nl, name):
                     result = getattr(nl, name)(**args)
+                else:
+                    function = getattr(linkbuild, name, None) or getattr(bridgevlan, name)
+                    result = function(nl, **args)
                 results.append(_jsonable(result))
             except Exception as e:  # reported to the test, not raised
                 results.append({"error": type(e).__name__, "errno": getattr(e, "errno", None), "text": str(e),

@@ -7,7 +7,8 @@ import pytest
 
 from qemu_ifhooks.configmodel import Segment
 from qemu_ifhooks.errors import NotATapError, UnavailableError
-from qemu_ifhooks.netlink import IFF_LOWER_UP, IFF_RUNNING, IFF_UP, BridgeVlan, Link
+from qemu_ifhooks.bridgevlan import BridgeVlan
+from qemu_ifhooks.netlink import IFF_LOWER_UP, IFF_RUNNING, IFF_UP, Link
 from qemu_ifhooks.buildops import CreateBridge, CreateVlan, DeleteLink, SetAlias
 from qemu_ifhooks.ops import BridgeVlanAdd, BridgeVlanDel, SetDown, SetMaster, SetMtu, SetNoMaster, SetUp
 from qemu_ifhooks.plan import (Plan, check_offloads, derived_bridge_mac, kernel_lacks,

@@ -86,45 +86,48 @@ def test_host_kernel_lacks_bridge_vlan_filtering_clearly(vns):
 
 
 def test_invalid_vlan_ids_are_refused_locally():
+    from qemu_ifhooks.bridgevlan import bridge_vlan_add
+    from qemu_ifhooks.linkbuild import create_bridge, create_vlan
     from qemu_ifhooks.netlink import Netlink
 
     with Netlink() as nl:
         for vid in (0, 4095, -1, True, "5"):
             with pytest.raises(ValueError):
-                nl.create_vlan("x.1", parent=1, vid=vid)
+                create_vlan(nl, "x.1", parent=1, vid=vid)
             with pytest.raises(ValueError):
-                nl.bridge_vlan_add(1, vid)
+                bridge_vlan_add(nl, 1, vid)
         with pytest.raises(ValueError):
-            nl.create_bridge("brx", vlan_filtering=True, default_pvid=4095)
+            create_bridge(nl, "brx", vlan_filtering=True, default_pvid=4095)
         with pytest.raises(ValueError):
-            nl.create_vlan("x.1", parent=0, vid=5)
+            create_vlan(nl, "x.1", parent=0, vid=5)
 
 
 def test_vlan_fields_decoded_from_messages():
     """IFLA_LINK, IFLA_VLAN_ID and the bridge's VLAN attributes, from hand-made messages."""
     from qemu_ifhooks import netlink as m
+    from qemu_ifhooks.nlsocket import _nested, _u16_attr
 
     def msg(kind: bytes, *data: bytes, extra: bytes = b"") -> bytes:
-        info = m._attr(m._IFLA_INFO_KIND, kind) + (m._nested(m._IFLA_INFO_DATA, *data) if data else b"")
+        info = m._attr(m._IFLA_INFO_KIND, kind) + (_nested(m._IFLA_INFO_DATA, *data) if data else b"")
         return (m._IFINFOMSG.pack(0, 1, 9, 0, 0) + m._attr(m._IFLA_IFNAME, b"x0\0") + extra
-                + m._nested(m._IFLA_LINKINFO, info))
+                + _nested(m._IFLA_LINKINFO, info))
 
-    vlan = m._parse_link(msg(b"vlan\0", m._u16_attr(m._IFLA_VLAN_ID, 101), extra=m._u32_attr(m._IFLA_LINK, 4)))
+    vlan = m._parse_link(msg(b"vlan\0", _u16_attr(m._IFLA_VLAN_ID, 101), extra=m._u32_attr(m._IFLA_LINK, 4)))
     assert (vlan.kind, vlan.vlan_id, vlan.link, vlan.vlan_filtering) == ("vlan", 101, 4, None)
     br = m._parse_link(msg(b"bridge\0", m._attr(m._IFLA_BR_VLAN_FILTERING, b"\x01"),
-                           m._u16_attr(m._IFLA_BR_VLAN_DEFAULT_PVID, 0)))
+                           _u16_attr(m._IFLA_BR_VLAN_DEFAULT_PVID, 0)))
     assert (br.vlan_filtering, br.vlan_default_pvid, br.vlan_id, br.link) == (True, 0, None, 0)
     old = m._parse_link(msg(b"bridge\0", m._attr(m._IFLA_BR_VLAN_FILTERING, b"\x00")))
     assert (old.vlan_filtering, old.vlan_default_pvid) == (False, None)
     # The VLAN attributes mean something only for their kind.
-    veth = m._parse_link(msg(b"veth\0", m._u16_attr(m._IFLA_VLAN_ID, 7)))
+    veth = m._parse_link(msg(b"veth\0", _u16_attr(m._IFLA_VLAN_ID, 7)))
     assert veth.vlan_id is None and veth.vlan_filtering is None
 
 
 def test_bridge_vlan_entries_decoded():
     """Entries as the kernel sends them, one per VID, and as ranges (which it does
     only when asked for RTEXT_FILTER_BRVLAN_COMPRESSED); other attributes skipped."""
-    from qemu_ifhooks import netlink as m
+    from qemu_ifhooks import bridgevlan as m
 
     def entry(flags: int, vid: int) -> bytes:
         return m._attr(m._IFLA_BRIDGE_VLAN_INFO, m._BRIDGE_VLAN_INFO.pack(flags, vid))
