@@ -1,9 +1,12 @@
-"""Carry out planned operations over netlink, and read the result back."""
+"""Carry out planned operations over netlink, and read the result back.
+
+The Executor runs the link ops of ops.py itself; those of the other kinds (building,
+guards, VXLAN) are carried out and undone by buildapply.py, guardapply.py and
+vxlanapply.py, which a run loads when it first has such an op."""
 
 from __future__ import annotations
 
 from .errors import HookError, KernelError, PermissionDenied, UnavailableError
-from .lock import mark_guards_used
 from .netlink import Link, Netlink
 from .ops import BridgeVlanAdd, BridgeVlanDel, Op, SetDown, SetMaster, SetMtu, SetNoMaster, SetUp
 from .plan import kernel_lacks
@@ -114,14 +117,12 @@ class Executor:
             from .buildops import DeleteLink
 
             return DeleteLink(op.ifname)
-        if op.kind == "guard":
-            return self._guard_inverse(op)
+        if op.kind == "guard":  # rules and ifbs outlive a TAP made in this run
+            return _executor_of(op.kind).inverse(self, op)
         if op.ifname in self.created:
             return None
-        if op.kind == "build":
-            return self._build_inverse(op)
-        if op.kind == "vxlan":
-            return self._vxlan_inverse(op)
+        if op.kind != "link":
+            return _executor_of(op.kind).inverse(self, op)
         self.index(op.ifname)  # makes sure its state before is known
         was = self.before[op.ifname]
         if isinstance(op, SetMtu):
@@ -137,36 +138,6 @@ class Executor:
         if isinstance(op, BridgeVlanDel):
             return BridgeVlanAdd(op.ifname, op.vid)
         return None  # SetNoMaster: only `down` detaches, and it is not rolled back
-
-    def _build_inverse(self, op: Op) -> Optional[Op]:
-        from .buildops import SetAlias
-
-        if not isinstance(op, SetAlias):
-            return None  # DeleteLink: a deletion cannot be undone
-        self.index(op.ifname)  # makes sure its state before is known
-        return SetAlias(op.ifname, self.before[op.ifname].alias or "")
-
-    def _vxlan_inverse(self, op: Op) -> Optional[Op]:
-        from .vxlanops import FdbAppend, FdbDel
-
-        if isinstance(op, FdbAppend):
-            return FdbDel(op.ifname, op.dst)
-        if isinstance(op, FdbDel):
-            return FdbAppend(op.ifname, op.dst)
-        # SetBridgePort: only planned with the SetMaster whose undo removes the port and
-        # its flags.
-        return None
-
-    def _guard_inverse(self, op: Op) -> Optional[Op]:
-        from .guardops import RemovePortRules, SetPortIsolated, SetPortRules, ShapeGuest, Unshape
-
-        if isinstance(op, SetPortRules):
-            return RemovePortRules(op.ifname)  # rules a killed VM left are not worth keeping
-        if isinstance(op, ShapeGuest):
-            return Unshape(op.ifname)  # likewise its rate limits
-        if isinstance(op, SetPortIsolated) and op.ifname not in self.created:
-            return SetPortIsolated(op.ifname, not op.isolated)
-        return None  # RemovePortRules, Unshape: like deletions
 
     def rollback(self) -> None:
         """Undo this run's changes, newest first. Best effort: the error that caused the
@@ -184,14 +155,10 @@ class Executor:
                 self.created.discard(op.ifname)
 
     def _apply(self, op: Op) -> None:
-        if op.kind == "build":
-            self._apply_build(op)
-        elif op.kind == "guard":
-            self._apply_guard(op)
-        elif op.kind == "vxlan":
-            self._apply_vxlan(op)
-        else:
+        if op.kind == "link":
             self._apply_link(op)
+        else:
+            _executor_of(op.kind).apply(self, op)
 
     def _apply_link(self, op: Op) -> None:
         nl = self.nl
@@ -215,69 +182,17 @@ class Executor:
         else:  # pragma: no cover - a new Op type without an executor
             raise TypeError(f"no executor for {op!r}")
 
-    def _apply_build(self, op: Op) -> None:
-        from .buildops import CreateBridge, CreateVlan, DeleteLink, SetAlias
-        from .linkbuild import create_bridge, create_vlan, delete_link
 
-        nl = self.nl
-        if isinstance(op, CreateBridge):
-            create_bridge(nl, op.bridge, address=op.address, stp=op.stp,
-                          forward_delay=op.forward_delay, vlan_filtering=op.vlan_aware,
-                          default_pvid=0 if op.vlan_aware else None)
-        elif isinstance(op, CreateVlan):
-            create_vlan(nl, op.ifname, parent=self.index(op.parent), vid=op.vid)
-        elif isinstance(op, SetAlias):
-            nl.set_link(self.index(op.ifname), alias=op.alias)
-        elif isinstance(op, DeleteLink):
-            delete_link(nl, self.index(op.ifname))
-            del self.indexes[op.ifname]
-        else:  # pragma: no cover - a new Op type without an executor
-            raise TypeError(f"no executor for {op!r}")
-
-    def _apply_guard(self, op: Op) -> None:
-        from .guardops import RemovePortRules, SetPortIsolated, SetPortRules, ShapeGuest, Unshape
-        from .linkbuild import set_bridge_port
-
-        nl = self.nl
-        if isinstance(op, SetPortRules):
-            mark_guards_used()
-            nft = self.nftables()
-            nft.ensure_table()
-            nft.set_port(op.ifname, [rule.expressions for rule in op.rules])
-        elif isinstance(op, RemovePortRules):
-            self.nftables().remove_port(op.ifname)
-        elif isinstance(op, SetPortIsolated):
-            set_bridge_port(nl, self.index(op.ifname), isolated=op.isolated)
-        elif isinstance(op, ShapeGuest):
-            from . import tc
-
-            mark_guards_used()
-            tc.shape(nl, self.index(op.ifname), op.ifname, op.rx_mbit, op.tx_mbit)
-        elif isinstance(op, Unshape):
-            from . import tc
-
-            tap = nl.get_link(op.ifname)
-            tc.unshape(nl, op.ifname, tap.index if tap else None)
-        else:  # pragma: no cover - a new Op type without an executor
-            raise TypeError(f"no executor for {op!r}")
-
-    def _apply_vxlan(self, op: Op) -> None:
-        from . import vxlannl
-        from .linkbuild import set_bridge_port
-        from .vxlanops import CreateVxlan, FdbAppend, SetBridgePort
-
-        if isinstance(op, CreateVxlan):
-            vxlannl.create_vxlan(self.nl, op.ifname, vni=op.vni, local=op.local,
-                                 dev=self.index(op.dev), group=op.group,
-                                 learning=op.learning, mtu=op.mtu)
-        elif isinstance(op, SetBridgePort):
-            flags = {"learning": op.learning, "neigh_suppress": op.neigh_suppress}
-            set_bridge_port(self.nl, self.index(op.ifname),
-                            **{name: on for name, on in flags.items() if on is not None})
-        elif isinstance(op, FdbAppend):
-            vxlannl.fdb_append(self.nl, self.index(op.ifname), op.dst)
-        else:
-            vxlannl.fdb_del(self.nl, self.index(op.ifname), op.dst)
+def _executor_of(kind: str):
+    """The module that carries out the ops of `kind` and knows their inverses, loaded
+    when a run first has one: a hook on an existing bridge runs only link ops."""
+    if kind == "build":
+        from . import buildapply as executor
+    elif kind == "guard":
+        from . import guardapply as executor
+    else:
+        from . import vxlanapply as executor
+    return executor
 
 
 def verify_attached(nl: Netlink, tap: str, bridge: Link) -> Link:

@@ -1,6 +1,7 @@
 """The operations a plan is made of: each is a small value that says what it changes
 in the kernel as the equivalent `ip`, `bridge`, `nft` or `tc` command (`command()`);
-apply.py carries them out and knows their inverses. Kept apart from the planning so
+apply.py carries them out and knows their inverses (buildapply.py, guardapply.py and
+vxlanapply.py for the kinds other than "link"). Kept apart from the planning so
 that the hook, which runs only a few of them, loads no more code than it needs.
 
 Here the operations a hook runs on its TAP and on the ports of an existing bridge
