@@ -10,8 +10,8 @@ from .errors import PermissionDenied, UnavailableError
 from .lock import BridgeLock, guards_used
 from .netlink import Link, Netlink
 from .ops import Op
-from .plan import (check_offloads, plan_attach, plan_bridge, plan_detach, plan_teardown,
-                   require_not_elsewhere, require_tap, uplink_needs_attaching)
+from .plan import (check_offloads, plan_attach, plan_bridge, plan_detach, require_not_elsewhere,
+                   require_tap, uplink_needs_attaching)
 from .record import Record
 
 TYPE_CHECKING = False  # typing costs milliseconds of every hook start
@@ -270,6 +270,7 @@ def teardown(nl: Netlink, segment: Segment, force: bool, trace: Trace,
              note: Callable[[str], None] = lambda message: None) -> bool:
     """Delete the segment's bridge, and a classic segment's subinterface if the hooks
     made it; False when there was nothing to delete."""
+    from .buildplan import plan_teardown
     from .linkbuild import list_links
 
     with BridgeLock(segment.bridge) as lock:

@@ -16,7 +16,8 @@ from .errors import UsageError
 from .hookname import IFUP, HookName, parse_hook_name, resolve_segment
 from .ifname import ifname_problem
 from .netlink import Link, Netlink
-from .plan import Plan, plan_attach, plan_detach, predicted_bridge, require_tap
+from .buildplan import predicted_bridge
+from .plan import Plan, plan_attach, plan_detach, require_tap
 from .portconfig import Port
 
 FRESH_TAP_MTU = 1500

@@ -12,7 +12,8 @@ from qemu_ifhooks.configmodel import Segment
 from qemu_ifhooks.netlink import IFF_UP, Link
 from qemu_ifhooks.buildops import CreateBridge
 from qemu_ifhooks.ops import SetMaster, SetMtu, SetUp
-from qemu_ifhooks.plan import PREDICTED_INDEX, plan_attach, plan_bridge, predicted_bridge
+from qemu_ifhooks.buildplan import PREDICTED_INDEX, predicted_bridge
+from qemu_ifhooks.plan import plan_attach, plan_bridge
 
 
 def plan(ns, hooks, *args):

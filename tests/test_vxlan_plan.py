@@ -9,7 +9,8 @@ from qemu_ifhooks.config import parse_config
 from qemu_ifhooks.errors import ConfigError, UnavailableError
 from qemu_ifhooks.frr import frr_stanza, sessions_of
 from qemu_ifhooks.netlink import IFF_UP, Link
-from qemu_ifhooks.plan import plan_bridge, plan_teardown
+from qemu_ifhooks.buildplan import plan_teardown
+from qemu_ifhooks.plan import plan_bridge
 from qemu_ifhooks.vxlan import VxlanConfig, VxlanScene, plan_flood
 from qemu_ifhooks.vxlannl import Vxlan
 
