@@ -3,15 +3,13 @@
 Standard library only, for the hook's hot path.  The values match the active
 features that ``ethtool -k DEV`` prints as generic-receive-offload and
 large-receive-offload.  Read over ethtool netlink (two requests: the family id,
-then the features); kernels without it (before 5.6) get the legacy ioctl, whose
-buffer needs `array`, an import that costs more than the rest of the hook.
+then the features); kernels without it (before 5.6) get the legacy ioctl of
+ethtoolioctl.py.
 """
 
 from __future__ import annotations
 
 import posix  # not os: see env.py
-
-import _struct as struct  # see nlsocket.py
 
 from .nlsocket import (NETLINK_GENERIC, NetlinkSocket, _attr, _attr_items, _attrs, _cstr,
                        _GENLMSGHDR, _nested)
@@ -33,14 +31,7 @@ _ETHTOOL_A_BITSET_BIT_NAME = 2
 _ETHTOOL_A_BITSET_BIT_VALUE = 3
 _GRO, _LRO = "rx-gro", "rx-lro"  # netdev_features_strings
 
-# linux/sockios.h, linux/ethtool.h (the legacy ioctl)
-_SIOCETHTOOL = 0x8946
-_ETHTOOL_GFLAGS = 0x25
-_ETHTOOL_GGRO = 0x2B
-_ETH_FLAG_LRO = 1 << 15
 _IFNAMSIZ = 16
-_IFREQ_SIZE = 40  # struct ifreq on LP64; the kernel copies no more than its own size
-_IFREQ = struct.Struct(f"{_IFNAMSIZ}sP")  # ifr_name, ifr_data
 
 
 class Offloads(Record):
@@ -114,53 +105,6 @@ def _read_netlink(name: bytes) -> Offloads | None:
     raise OSError(errno.EPROTO, f"no active features in the ethtool reply for {name!r}")
 
 
-def _read_ioctl(name: bytes) -> Offloads:
-    import errno
-    import fcntl
-
-    import _socket
-
-    # Any socket reaches dev_ioctl(); AF_INET is the usual one, the others
-    # cover kernels built without IPv4.
-    last = None
-    for family, kind in ((_socket.AF_INET, _socket.SOCK_DGRAM),
-                         (_socket.AF_NETLINK, _socket.SOCK_RAW),
-                         (_socket.AF_UNIX, _socket.SOCK_DGRAM)):
-        try:
-            sock = _socket.socket(family, kind | _socket.SOCK_CLOEXEC)
-            break
-        except OSError as e:
-            last = e
-    else:
-        raise last  # type: ignore[misc]
-
-    def get(cmd: int) -> int | None:
-        """ethtool_value.data for `cmd`, or None when the device does not support it."""
-        import array
-
-        value = array.array("I", (cmd, 0))  # struct ethtool_value {u32 cmd; u32 data}
-        ifreq = _IFREQ.pack(name, value.buffer_info()[0]).ljust(_IFREQ_SIZE, b"\0")
-        try:
-            fcntl.ioctl(sock.fileno(), _SIOCETHTOOL, ifreq)
-        except OSError as e:
-            if e.errno == errno.EOPNOTSUPP:
-                return None
-            if e.errno == errno.ENODEV:
-                raise _no_device(name) from None
-            raise
-        return value[1]
-
-    try:
-        # EOPNOTSUPP only comes from old kernels whose driver lacked the
-        # get_flags/get_gro hooks; such a device cannot do the offload, so
-        # report it as off (ethtool -k shows it "off [fixed]" too).
-        gro = get(_ETHTOOL_GGRO)
-        flags = get(_ETHTOOL_GFLAGS)
-    finally:
-        sock.close()
-    return Offloads(gro=bool(gro), lro=bool((flags or 0) & _ETH_FLAG_LRO))
-
-
 def read_offloads(ifname: str) -> Offloads:
     """GRO and LRO state of `ifname` in the caller's network namespace.
 
@@ -173,4 +117,9 @@ def read_offloads(ifname: str) -> Offloads:
     # another device.
     if not name or len(name) >= _IFNAMSIZ or b"\0" in name:
         raise ValueError(f"invalid interface name: {ifname!r}")
-    return _read_netlink(name) or _read_ioctl(name)
+    offloads = _read_netlink(name)
+    if offloads is None:  # a kernel before 5.6
+        from .ethtoolioctl import read_ioctl
+
+        offloads = read_ioctl(name)
+    return offloads

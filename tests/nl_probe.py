@@ -42,12 +42,13 @@ def _mac(text):
 
 def run(ops: list) -> list:
     from qemu_ifhooks import bridgevlan, linkbuild
-    from qemu_ifhooks.ethtool import _read_ioctl, _read_netlink, read_offloads
+    from qemu_ifhooks.ethtool import _read_netlink, read_offloads
+    from qemu_ifhooks.ethtoolioctl import read_ioctl
     from qemu_ifhooks.netlink import Netlink
 
     readers = {"read_offloads": read_offloads,  # ethtool netlink, else the ioctl
                "read_offloads_netlink": lambda ifname: _read_netlink(ifname.encode()),
-               "read_offloads_ioctl": lambda ifname: _read_ioctl(ifname.encode())}
+               "read_offloads_ioctl": lambda ifname: read_ioctl(ifname.encode())}
 
     results = []
     with Netlink() as nl:
