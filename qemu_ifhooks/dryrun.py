@@ -11,12 +11,12 @@ from typing import List, Optional, Sequence
 
 from .actions import (check_uplink_offloads, guest_rules, leftovers, machine_id, observe,
                       port_rules_exist, shaping_exists, tap_vlans)
+from .buildplan import predicted_bridge
 from .configmodel import Config, Segment
 from .errors import UsageError
 from .hookname import IFUP, HookName, parse_hook_name, resolve_segment
 from .ifname import ifname_problem
 from .netlink import Link, Netlink
-from .buildplan import predicted_bridge
 from .plan import Plan, plan_attach, plan_detach, require_tap
 from .portconfig import Port
 

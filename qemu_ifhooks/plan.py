@@ -2,7 +2,8 @@
 
 Each operation (ops.py) is a small value that can say what it does as the equivalent
 `ip` command; `apply.py` carries them out. Nothing here touches the kernel, so every
-decision a hook makes can be tested with plain values.
+decision a hook makes can be tested with plain values. What only building a bridge or
+tearing one down needs is in buildplan.py.
 """
 
 from __future__ import annotations
