@@ -35,8 +35,12 @@ import sys
 
 gc.disable()  # a run of milliseconds: a collection costs more than it frees
 sys.path.append({libdir!r})
-
+# First while the package loads: the path search then lists none of the standard
+# library's directories to find it (about 0.03 ms per start). Last again after it, so
+# that nothing there can stand in for a standard module the hook imports later.
+sys.path.insert(0, sys.path.pop())
 from qemu_ifhooks.hookcode import main  # noqa: E402 - after the path is known
+sys.path.append(sys.path.pop(0))
 
 main(config={config})
 """

@@ -456,3 +456,33 @@ def test_hook_entry_runs_isolated_on_the_standard_library(netns, hooks, make_ent
                if m.split(".")[0] != "qemu_ifhooks" and m.split(".")[0] not in sys.stdlib_module_names]
     assert not foreign, foreign
 
+
+
+def test_launcher_puts_the_standard_library_first_again(netns, hooks, tmp_path):
+    """The packaged launcher looks for the package in its directory first, then puts that
+    directory last on the path again: a module there named like a standard one is never
+    what the hook imports later (here tomllib, which a hook imports for a config it has
+    not cached yet)."""
+    import shutil
+
+    from conftest import ROOT
+
+    libdir = tmp_path / "lib"
+    shutil.copytree(ROOT / "qemu_ifhooks", libdir / "qemu_ifhooks",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    marker = tmp_path / "shadow-ran"
+    (libdir / "tomllib.py").write_text(f"open({str(marker)!r}, 'w')\n")
+    program = hooks.dir / "qemu-ifhook-shadowed"
+    program.write_text((ROOT / "packaging" / "qemu-ifhook").read_text()
+                       .replace("@PYTHONDIR@", str(libdir)))
+    os.chmod(program, 0o755)
+    entry = hooks.dir / "shadowed" / "ifup-br0"
+    entry.parent.mkdir()
+    entry.symlink_to(program)
+    hooks.write_config('[vlan.0]\nbridge = "br0"\n')  # new: parsed, not read from a cache
+    netns.hold_taps("tap0")
+
+    done = netns.run(str(entry), "tap0", env=hooks.env())
+    assert (done.returncode, done.stderr) == (0, "")
+    assert netns.master_of("tap0") == "br0"
+    assert not marker.exists()
