@@ -390,16 +390,16 @@ def test_config_cache_spares_the_parser_and_follows_every_edit(netns, hooks):
     assert netns.master_of("tap0") == "br9"
 
 
-def packaged_entry(hooks) -> str:
+def packaged_entry(hooks, libdir=None, name: str = "packaged") -> str:
     """packaging/qemu-ifhook as the packages install it (its library directory filled
-    in), run through an ifup-br0 symlink."""
+    in: this checkout, else `libdir`), run through an ifup-br0 symlink."""
     from conftest import ROOT
 
-    program = hooks.dir / "qemu-ifhook-packaged"
+    program = hooks.dir / f"qemu-ifhook-{name}"
     program.write_text((ROOT / "packaging" / "qemu-ifhook").read_text()
-                       .replace("@PYTHONDIR@", str(ROOT)))
+                       .replace("@PYTHONDIR@", str(libdir or ROOT)))
     os.chmod(program, 0o755)
-    entry = hooks.dir / "packaged" / "ifup-br0"
+    entry = hooks.dir / name / "ifup-br0"
     entry.parent.mkdir()
     entry.symlink_to(program)
     return str(entry)
@@ -472,17 +472,11 @@ def test_launcher_puts_the_standard_library_first_again(netns, hooks, tmp_path):
                     ignore=shutil.ignore_patterns("__pycache__"))
     marker = tmp_path / "shadow-ran"
     (libdir / "tomllib.py").write_text(f"open({str(marker)!r}, 'w')\n")
-    program = hooks.dir / "qemu-ifhook-shadowed"
-    program.write_text((ROOT / "packaging" / "qemu-ifhook").read_text()
-                       .replace("@PYTHONDIR@", str(libdir)))
-    os.chmod(program, 0o755)
-    entry = hooks.dir / "shadowed" / "ifup-br0"
-    entry.parent.mkdir()
-    entry.symlink_to(program)
+    entry = packaged_entry(hooks, libdir, "shadowed")
     hooks.write_config('[vlan.0]\nbridge = "br0"\n')  # new: parsed, not read from a cache
     netns.hold_taps("tap0")
 
-    done = netns.run(str(entry), "tap0", env=hooks.env())
+    done = netns.run(entry, "tap0", env=hooks.env())
     assert (done.returncode, done.stderr) == (0, "")
     assert netns.master_of("tap0") == "br0"
     assert not marker.exists()
